@@ -1,0 +1,39 @@
+# Homeline: `make demo` runs the server on the demo config, `make test` runs every test.
+# Both install what is missing first (Debian packages only when absent, then a .venv).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= config/demo.toml
+
+APT_RUNTIME := libopus0 libportaudio2 ca-certificates
+APT_TEST    := sip-tester baresip-core espeak-ng sox
+APT_VENV    := python3-venv
+
+.PHONY: demo test deps test-deps bench clean
+
+deps: $(STAMP)
+
+$(STAMP): pyproject.toml setup.cfg scripts/ensure-apt
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || scripts/ensure-apt $(APT_VENV)
+	scripts/ensure-apt $(APT_RUNTIME)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+test-deps: deps
+	scripts/ensure-apt $(APT_TEST)
+
+demo: deps
+	$(BIN)/acd serve --config $(CONFIG)
+
+test: test-deps
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: test-deps
+	$(BIN)/python bench/sip_cps.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,120 @@
+"""``acd`` command line: serve, check-config, status, --version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from acd import __version__
+from acd.config import load_config
+from acd.errors import AcdError, ConfigError
+
+__all__ = ["main"]
+
+log = logging.getLogger("acd")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run_loop(coro: object) -> object:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config_file or args.config)
+    setup_logging(args.log_level or config.server.log_level)
+    from acd.server import Server
+
+    log.info("Homeline %s starting with %s", __version__, config.file)
+    server = Server(config)
+    try:
+        _run_loop(server.run())
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    sys.stdout.write(f"{config.file}: ok ({len(config.trunks)} trunk(s), "
+                     f"{len(config.sip.listen)} SIP listener(s), {len(config.dialplan)} dial-plan rule(s))\n")
+    return 0
+
+
+def _control(config_path: str, request: dict) -> dict:
+    config = load_config(config_path)
+    from acd.server import control
+
+    return _run_loop(control(config.server.data_dir, request))  # type: ignore[return-value]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _control(args.config, {"cmd": "status"})
+    sys.stdout.write(json.dumps(status, indent=2, sort_keys=True) + "\n")
+    return 0 if "error" not in status else 1
+
+
+def cmd_originate(args: argparse.Namespace) -> int:
+    reply = _control(args.config, {"cmd": "originate", "trunk": args.trunk, "to": args.to,
+                                   "duration": args.duration})
+    sys.stdout.write(json.dumps(reply) + "\n")
+    return 0 if "error" not in reply else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="acd", description="Homeline contact-center server")
+    p.add_argument("--version", action="version", version=f"acd (Homeline) {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the server")
+    s.add_argument("config_file", nargs="?", help="configuration file (TOML)")
+    s.add_argument("--config", default="config/demo.toml", help="configuration file (TOML)")
+    s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    s.set_defaults(func=cmd_serve)
+    c = sub.add_parser("check-config", help="validate a configuration file")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_check)
+    st = sub.add_parser("status", help="show a running server's status (trunks, calls, counters)")
+    st.add_argument("--config", default="config/demo.toml")
+    st.set_defaults(func=cmd_status)
+    o = sub.add_parser("originate", help="have a running server dial a number through a trunk "
+                                         "(the answered call is connected to the echo test)")
+    o.add_argument("--config", default="config/demo.toml")
+    o.add_argument("--trunk", required=True)
+    o.add_argument("--to", required=True, help="number or user to dial at the trunk's proxy")
+    o.add_argument("--duration", type=float, help="hang up after this many seconds")
+    o.set_defaults(func=cmd_originate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")  # FILE: KEY: REASON
+        return 1
+    except AcdError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,451 @@
+"""The server process: SIP sockets, trunks, dial plan and the echo test, on one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import secrets
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from acd.config_schema import Config
+from acd.echo import EchoStream, MediaError, PortPool
+from acd.errors import AcdError
+from acd.sip import sdp as sdpmod
+from acd.sip.call import Call, CallConnected, CallEnded, CallInfo, CallReoffer, IncomingCall
+from acd.sip.auth import DigestClient
+from acd.sip.errors import RemoteProtocolError
+from acd.sip.events import Event, Peer, TimerConfig
+from acd.sip.transport import Listener, SipTransport
+from acd.sip.ua import UserAgent
+from acd.sip.uri import format_host, parse_uri
+from acd.sip.trunk_client import Keepalive, Registration
+from acd.tlscert import client_context, ensure_self_signed, server_context
+from acd.trunks import TrunkAdmission, load_secret
+
+__all__ = ["Server", "CONTROL_SOCKET", "control"]
+
+log = logging.getLogger(__name__)
+
+CONTROL_SOCKET = "acd.sock"
+_CODEC_PT = {"PCMU": (0, 8000), "PCMA": (8, 8000), "G722": (9, 8000)}
+
+
+def _advertised(listen_address: str, external: str) -> str:
+    if external:
+        return external
+    if ipaddress.ip_address(listen_address).is_unspecified:
+        return "::1" if ":" in listen_address else "127.0.0.1"
+    return listen_address
+
+
+def _dialled_user(uri: str) -> str:
+    """The user part of a sip/sips URI, or the number of a tel URI (RFC 3966)."""
+    if uri.lower().startswith("tel:"):
+        return uri[4:].split(";", 1)[0]
+    return parse_uri(uri).user or ""
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.data_dir = config.server.data_dir
+        self.started = time.time()
+        sip = config.sip
+        self.listeners = [Listener(lst.transport, lst.address, lst.port) for lst in sip.listen]
+        t = sip.timers
+        timers = TimerConfig(t.t1_ms / 1000, t.t2_ms / 1000, t.t4_ms / 1000)
+        self.admission = TrunkAdmission(config, load_secret(self.data_dir))
+        self.ua = UserAgent(timers, self._sent_by, contact=self._contact,
+                            user_agent=config.server.user_agent, admission=self.admission,
+                            authorize=self._authorize)
+        self.caps = sdpmod.MediaCapabilities(
+            codecs=tuple(sdpmod.Codec(*_CODEC_PT[c][:1], c, _CODEC_PT[c][1])
+                         for c in config.rtp.codecs if c in _CODEC_PT),
+            ptime=config.rtp.ptime_ms)
+        self.ports = PortPool(config.rtp.port_min, config.rtp.port_max)
+        self.media: dict[Call, EchoStream] = {}
+        self.registrations: dict[str, Registration] = {}
+        self.keepalives: dict[str, Keepalive] = {}
+        self.contact_users = {"homeline"}  # Request-URI users that mean "look at To" (registered contacts)
+        self.counters: Counter[str] = Counter()
+        self.transport: SipTransport | None = None
+        self._control: asyncio.AbstractServer | None = None
+        self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- addresses ---------------------------------------------------------------------
+
+    def _listener(self, transport: str) -> Listener:
+        for lst in self.listeners:
+            if lst.transport == transport:
+                return lst
+        return self.listeners[0]
+
+    def _sent_by(self, transport: str) -> tuple[str, int]:
+        lst = self._listener(transport)
+        return _advertised(lst.address, self.config.sip.external_address), lst.port
+
+    def _contact(self, transport: str) -> str:
+        host, port = self._sent_by(transport)
+        scheme = "sips" if transport == "tls" else "sip"
+        param = "" if transport in ("udp", "tls") else f";transport={transport}"
+        return f"{scheme}:homeline@{format_host(host)}:{port}{param}"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ssl_ctx = None
+        tls = [lst for lst in self.config.sip.listen if lst.transport == "tls"]
+        if tls:
+            cert, key = tls[0].cert, tls[0].key
+            if cert is None or key is None:
+                cert, key = ensure_self_signed(self.data_dir / "tls")
+            ssl_ctx = server_context(cert, key)
+        self.transport = SipTransport(self.ua, self.listeners, self.on_event, ssl_server=ssl_ctx,
+                                      ssl_client=client_context(verify=False),
+                                      max_message_bytes=self.config.sip.max_message_bytes)
+        await self.transport.start()
+        await self._start_trunk_clients()
+        sock = self.data_dir / CONTROL_SOCKET
+        sock.unlink(missing_ok=True)
+        self._control = await asyncio.start_unix_server(self._on_control, path=str(sock))
+        log.info("Homeline ready: %d trunk(s), %d dial-plan rule(s)", len(self.config.trunks),
+                 len(self.config.dialplan))
+
+    async def run(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self._stopping.wait()
+        await self.drain()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def drain(self) -> None:
+        """Graceful shutdown: refuse new calls with 503, let calls end, then hang up the rest."""
+        self.ua.accepting = False
+        wait = self.config.server.drain_seconds
+        log.info("draining: %d call(s) in progress, waiting up to %d s", len(self.media), wait)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=wait)
+        except asyncio.TimeoutError:
+            log.warning("drain time over: hanging up %d call(s)", len(self.media))
+            for call in list(self.media):
+                self._act(call, "hangup")
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=5)
+            except asyncio.TimeoutError:
+                log.warning("%d call(s) did not end cleanly", len(self.media))
+        await self.close()
+
+    async def close(self) -> None:
+        if self.transport is not None:
+            now = self.transport.now
+            for ka in self.keepalives.values():
+                ka.stop(now)
+            for reg in self.registrations.values():
+                reg.unregister(now)
+            self.transport.flush()
+            if self.registrations:
+                await asyncio.sleep(0.5)  # let the un-REGISTERs go out (and usually be answered)
+        for stream in self.media.values():
+            stream.close()
+        self.media.clear()
+        if self._control is not None:
+            self._control.close()
+            (self.data_dir / CONTROL_SOCKET).unlink(missing_ok=True)
+        if self.transport is not None:
+            await self.transport.close()
+        log.info("stopped")
+
+    # -- SIP events ----------------------------------------------------------------------
+
+    def on_event(self, ev: Event) -> None:
+        if isinstance(ev, IncomingCall):
+            self._incoming(ev)
+        elif isinstance(ev, CallReoffer):
+            self._reoffer(ev.call, ev.offer)
+        elif isinstance(ev, CallConnected):
+            self._connected(ev.call)
+        elif isinstance(ev, CallEnded):
+            self._ended(ev)
+        elif isinstance(ev, CallInfo):
+            log.info("call %s INFO %s", ev.call.call_id, ev.content_type)
+
+    def _act(self, call: Call, action: str, arg: Any = None) -> None:
+        assert self.transport is not None
+        self.ua.act(call, action, self.transport.now, arg)
+        self.transport.flush()
+
+    def _incoming(self, ev: IncomingCall) -> None:
+        call, req = ev.call, ev.request
+        try:
+            user = _dialled_user(req.uri)
+            if user in self.contact_users or not user:
+                user = _dialled_user(req.to.uri)  # a registered trunk calls our Contact; the DID is in To
+        except RemoteProtocolError as exc:
+            self.ua.act(call, "reject", self.transport.now, (exc.status, exc.reason[:60], ()))  # type: ignore[union-attr]
+            return
+        rule = self.config.route(user, call.trunk)
+        log.info("call %s from %s to %s on trunk %s -> %s", call.call_id, req.headers.get("From"),
+                 user, call.trunk, rule.action if rule else "no route")
+        self.counters["calls_in"] += 1
+        if rule is None:
+            self._act(call, "reject", 404)
+        elif rule.action == "reject":
+            self._act(call, "reject", (rule.status, rule.reason or None, ()))
+        elif rule.action == "echo":
+            asyncio.get_running_loop().create_task(self._answer_echo(call))
+        else:
+            # queues and IVR menus arrive with the ACD engine
+            self._act(call, "reject", (480, f"{rule.action} {rule.target} not available yet", ()))
+
+    def _negotiate(self, call: Call, offer: bytes, port: int) -> tuple[bytes, list[sdpmod.NegotiatedStream]]:
+        host, _ = self._sent_by(call.peer.transport)
+        rtp_host = self.config.sip.external_address or _advertised(self.config.rtp.address, "")
+        sid = call.app.setdefault("sdp_id", secrets.randbelow(2**31))
+        version = call.app.get("sdp_version", -1) + 1
+        call.app["sdp_version"] = version
+        answer, streams = sdpmod.answer_offer(sdpmod.parse(offer), self.caps, address=rtp_host, port=port,
+                                              session_id=sid, session_version=version, username="homeline")
+        return answer.to_bytes(), streams
+
+    async def _answer_echo(self, call: Call) -> None:
+        if not call.remote_sdp:
+            self._act(call, "reject", (488, "Offer required", ()))  # late offer not supported yet
+            return
+        try:
+            port = self.ports.take()
+        except MediaError:
+            self._act(call, "reject", (503, "No media ports", ()))
+            return
+        try:
+            answer, streams = self._negotiate(call, call.remote_sdp, port)
+        except RemoteProtocolError as exc:
+            self.ports.give_back(port)
+            self._act(call, "reject", (exc.status, exc.reason[:80], ()))
+            return
+        stream = EchoStream(self.config.rtp.address, port, streams[0].remote_address, nat=self.config.rtp.nat)
+        try:
+            await stream.start()
+        except OSError as exc:
+            self.ports.give_back(port)
+            log.warning("cannot open RTP port %d: %s", port, exc)
+            self._act(call, "reject", (503, "Media port unavailable", ()))
+            return
+        if call.ended:  # cancelled while we opened the socket
+            stream.close()
+            self.ports.give_back(port)
+            return
+        self.media[call] = stream
+        self._idle.clear()
+        self._act(call, "answer", answer)
+
+    # -- trunk registration and keepalive ------------------------------------------------
+
+    async def _resolve(self, uri: str) -> tuple[Peer, Any]:
+        parsed = parse_uri(uri)
+        infos = await asyncio.get_running_loop().getaddrinfo(parsed.host, parsed.effective_port)
+        return Peer(parsed.transport, infos[0][4][0], parsed.effective_port), parsed
+
+    async def _start_trunk_clients(self) -> None:
+        assert self.transport is not None
+        for trunk in self.config.trunks:
+            try:
+                if trunk.register is not None:
+                    reg = trunk.register
+                    dest, parsed = await self._resolve(reg.registrar)
+                    user = reg.username or trunk.from_user
+                    host, port = self._sent_by(dest.transport)
+                    contact = self._contact(dest.transport).replace("homeline@", f"{user}@", 1)
+                    self.contact_users.add(user)
+                    client = Registration(
+                        self.ua, dest, f"sip:{user}@{format_host(parsed.host)}", contact,
+                        registrar_uri=reg.registrar, username=reg.username or None,
+                        password=reg.password or None, expires=reg.expires, retry_min=reg.retry_min,
+                        retry_max=reg.retry_max, name=trunk.name,
+                        on_change=lambda state, detail, t=trunk.name: self._trunk_change(t, "registration", state, detail))
+                    self.registrations[trunk.name] = client
+                    self.transport.timer_sources.append(client)
+                    client.start(self.transport.now)
+                if trunk.options_interval and trunk.proxy:
+                    dest, _ = await self._resolve(trunk.proxy)
+                    ka = Keepalive(self.ua, dest, interval=trunk.options_interval, name=trunk.name,
+                                   on_change=lambda state, detail, t=trunk.name: self._trunk_change(t, "keepalive", state, detail))
+                    self.keepalives[trunk.name] = ka
+                    self.transport.timer_sources.append(ka)
+                    ka.start(self.transport.now)
+            except OSError as exc:
+                log.error("trunk %s: cannot resolve its proxy/registrar: %s", trunk.name, exc)
+        self.transport.flush()
+
+    def _trunk_change(self, trunk: str, what: str, state: str, detail: str) -> None:
+        level = logging.WARNING if state in ("failed", "down") else logging.INFO
+        log.log(level, "trunk %s %s: %s", trunk, what, detail or state)
+
+    def _trunk_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for t in self.config.trunks:
+            entry: dict[str, Any] = {"inbound": "digest" if t.authenticates else "by source address"}
+            reg = self.registrations.get(t.name)
+            if reg is not None:
+                entry["registration"] = {"state": reg.state, "last_status": reg.last_status,
+                                         "last_error": reg.last_error, "expires_at": reg.expires_at}
+            ka = self.keepalives.get(t.name)
+            if ka is not None:
+                entry["keepalive"] = ka.status()
+            out[t.name] = entry
+        return out
+
+    # -- outbound calls through a trunk --------------------------------------------------
+
+    async def originate(self, trunk_name: str, number: str, *, duration: float | None = None) -> Call:
+        """Dial ``number`` through a trunk's proxy (RFC 3261 §8.1); the answered call is
+        connected to the echo test and hung up after ``duration`` seconds if given."""
+        trunk = self.config.trunk(trunk_name)
+        if trunk is None or not trunk.proxy:
+            raise AcdError(f"trunk {trunk_name!r} does not exist or has no proxy")
+        proxy = parse_uri(trunk.proxy)
+        infos = await asyncio.get_running_loop().getaddrinfo(proxy.host, proxy.effective_port)
+        dest = Peer(proxy.transport, infos[0][4][0], proxy.effective_port)
+        port = self.ports.take()
+        stream = EchoStream(self.config.rtp.address, port, dest.host, nat=True)
+        try:
+            await stream.start()
+        except OSError:
+            self.ports.give_back(port)
+            raise
+        rtp_host = self.config.sip.external_address or _advertised(self.config.rtp.address, "")
+        offer = sdpmod.build_offer(self.caps, address=rtp_host, port=port, session_id=secrets.randbelow(2**31),
+                                   session_version=0, username="homeline")
+        host, _ = self._sent_by(dest.transport)
+        uri = str(proxy.__class__(proxy.scheme, proxy.host, number, None, proxy.port, proxy.params))
+        assert self.transport is not None
+        call = self.ua.invite(uri, dest, self.transport.now, sdp=offer.to_bytes(), trunk=trunk.name,
+                              from_uri=f"sip:{trunk.from_user}@{format_host(host)}")
+        call.app["offer"] = offer
+        call.app["hangup_after"] = duration
+        self.media[call] = stream
+        self._idle.clear()
+        self.counters["calls_out"] += 1
+        log.info("call %s: dialling %s through trunk %s", call.call_id, number, trunk.name)
+        self.transport.flush()
+        return call
+
+    def _authorize(self, call: Call, resp: Any) -> list[tuple[str, str]] | None:
+        """Answer a 401/407 to our INVITE with the trunk's credentials (RFC 3261 §22.2)."""
+        trunk = self.config.trunk(call.trunk or "")
+        if trunk is None:
+            return None
+        user, password = trunk.username, trunk.password
+        if trunk.register is not None and trunk.register.username:
+            user, password = trunk.register.username, trunk.register.password
+        if not user:
+            return None
+        name = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+        client = DigestClient(user, password)
+        if not client.handle_challenge(resp.headers.get_all(name)):
+            return None
+        header = "Authorization" if resp.status == 401 else "Proxy-Authorization"
+        return [(header, v) for v in client.authorizations("INVITE", call.invite.uri)]  # type: ignore[union-attr]
+
+    def _connected(self, call: Call) -> None:
+        log.info("call %s connected", call.call_id)
+        if call.direction != "out":
+            return
+        stream = self.media.get(call)
+        try:
+            streams = sdpmod.accept_answer(call.app["offer"], sdpmod.parse(call.remote_sdp))
+        except RemoteProtocolError as exc:
+            log.warning("call %s: unusable answer (%s), hanging up", call.call_id, exc.reason)
+            self._act(call, "hangup")
+            return
+        if stream is not None:
+            stream.remote_ip = streams[0].remote_address
+        after = call.app.get("hangup_after")
+        if after:
+            asyncio.get_running_loop().call_later(after, lambda: None if call.ended else self._act(call, "hangup"))
+
+    def _reoffer(self, call: Call, offer: bytes) -> None:
+        stream = self.media.get(call)
+        if stream is None or not offer:
+            self._act(call, "reoffer_reject", 488)
+            return
+        try:
+            answer, streams = self._negotiate(call, offer, stream.port)
+        except RemoteProtocolError as exc:
+            self._act(call, "reoffer_reject", exc.status)
+            return
+        hold = streams[0].remote_hold
+        stream.paused = hold
+        log.info("call %s %s", call.call_id, "on hold" if hold else "resumed")
+        self._act(call, "reoffer_answer", answer)
+
+    def _ended(self, ev: CallEnded) -> None:
+        call = ev.call
+        stream = self.media.pop(call, None)
+        if stream is not None:
+            stream.close()
+            self.ports.give_back(stream.port)
+        if not self.media:
+            self._idle.set()
+        duration = (call.ended_at or 0) - (call.answered_at or call.ended_at or 0)
+        self.counters["calls_ended"] += 1
+        log.info("call %s ended: %s%s after %.1f s", call.call_id, ev.cause,
+                 f" ({ev.status})" if ev.status else "", duration)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "uptime_s": round(time.time() - self.started, 1),
+            "accepting": self.ua.accepting,
+            "calls_active": len(self.media),
+            "counters": dict(self.counters),
+            "sip": dict(self.ua.stats),
+            "transport": dict(self.transport.stats) if self.transport else {},
+            "admission": dict(self.admission.stats),
+            "trunks": self._trunk_status(),
+        }
+
+    async def _on_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            request = json.loads(line or b"{}")
+            cmd = request.get("cmd")
+            if cmd == "status":
+                reply: dict[str, Any] = self.status()
+            elif cmd == "originate":
+                call = await self.originate(str(request["trunk"]), str(request["to"]),
+                                            duration=request.get("duration"))
+                reply = {"call_id": call.call_id}
+            else:
+                reply = {"error": f"unknown command {cmd!r}"}
+        except (ValueError, KeyError, asyncio.TimeoutError, AttributeError, AcdError, OSError) as exc:
+            reply = {"error": str(exc) or type(exc).__name__}
+        writer.write(json.dumps(reply).encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+
+async def control(data_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """Send one command to a running server over its control socket."""
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(data_dir / CONTROL_SOCKET))
+    except OSError as exc:
+        raise AcdError(f"server not running (no control socket in {data_dir}): {exc}") from exc
+    writer.write(json.dumps(request).encode() + b"\n")
+    await writer.drain()
+    data = await reader.readline()
+    writer.close()
+    return json.loads(data)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import RunningServer, start_server
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    started: list[RunningServer] = []
+
+    def make(**kwargs: object) -> RunningServer:
+        sub = tmp_path / f"srv{len(started)}"
+        sub.mkdir()
+        srv = start_server(sub, **kwargs)
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., RunningServer]) -> RunningServer:
+    return server_factory()
+
+
+@pytest.fixture(scope="session")
+def sipp() -> str:
+    path = shutil.which("sipp")
+    assert path, "sipp missing: make test installs Debian sip-tester"
+    return path
