@@ -35,6 +35,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def free_rtp_range(size: int = 200) -> tuple[int, int]:
     base = 10000 + (os.getpid() * 37 % 100) * 200  # below the ephemeral range used by free_port
+    if base + size > 32000:
+        base = 32000 - size
     return base, base + size - 1
 
 
@@ -112,11 +114,11 @@ class RunningServer:
 
 def write_config(tmp: Path, *, host: str = "127.0.0.1", trunks: str = DEFAULT_TRUNKS,
                  dialplan: str = DEFAULT_DIALPLAN, server_extra: str = "", sip_extra: str = "",
-                 unknown_source: str = "reject",
+                 unknown_source: str = "reject", log_level: str = "debug", rtp_ports: int = 200,
                  transports: tuple[str, ...] = ("udp", "tcp", "tls")) -> tuple[Path, int, int]:
     sip_port = free_port(host)
     tls_port = free_port(host)
-    rtp_min, rtp_max = free_rtp_range()
+    rtp_min, rtp_max = free_rtp_range(rtp_ports)
     listen = ""
     for t in transports:
         port = tls_port if t == "tls" else sip_port
@@ -125,7 +127,7 @@ def write_config(tmp: Path, *, host: str = "127.0.0.1", trunks: str = DEFAULT_TR
     text = f"""
 [server]
 data_dir = "{tmp / 'data'}"
-log_level = "debug"
+log_level = "{log_level}"
 drain_seconds = 10
 {server_extra}
 
