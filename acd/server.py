@@ -10,6 +10,7 @@ import secrets
 import signal
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,11 @@ class Server:
     def _sent_by(self, transport: str) -> tuple[str, int]:
         lst = self._listener(transport)
         return _advertised(lst.address, self.config.sip.external_address), lst.port
+
+    @property
+    def rtp_host(self) -> str:
+        """The address in our SDP c= lines."""
+        return _advertised(self.config.rtp.address, self.config.sip.external_address)
 
     def _contact(self, transport: str) -> str:
         host, port = self._sent_by(transport)
@@ -211,31 +217,40 @@ class Server:
             self._act(call, "reject", (480, f"{rule.action} {rule.target} not available yet", ()))
 
     def _negotiate(self, call: Call, offer: bytes, port: int) -> tuple[bytes, list[sdpmod.NegotiatedStream]]:
-        host, _ = self._sent_by(call.peer.transport)
-        rtp_host = self.config.sip.external_address or _advertised(self.config.rtp.address, "")
         sid = call.app.setdefault("sdp_id", secrets.randbelow(2**31))
         version = call.app.get("sdp_version", -1) + 1
         call.app["sdp_version"] = version
-        answer, streams = sdpmod.answer_offer(sdpmod.parse(offer), self.caps, address=rtp_host, port=port,
+        answer, streams = sdpmod.answer_offer(sdpmod.parse(offer), self.caps, address=self.rtp_host, port=port,
                                               session_id=sid, session_version=version, username="homeline")
         return answer.to_bytes(), streams
 
+    def _offer(self, app: dict[str, Any], port: int) -> bytes:
+        """Our offer, for outbound calls and for INVITEs without SDP (RFC 3261 §13.2.1);
+        it is remembered in the call's ``app`` dict to check the answer against."""
+        offer = sdpmod.build_offer(self.caps, address=self.rtp_host, port=port, session_id=secrets.randbelow(2**31),
+                                   session_version=0, username="homeline")
+        app["offer"] = offer
+        app["sdp_id"], app["sdp_version"] = offer.origin.sess_id, 0
+        return offer.to_bytes()
+
     async def _answer_echo(self, call: Call) -> None:
-        if not call.remote_sdp:
-            self._act(call, "reject", (488, "Offer required", ()))  # late offer not supported yet
-            return
         try:
             port = self.ports.take()
         except MediaError:
             self._act(call, "reject", (503, "No media ports", ()))
             return
-        try:
-            answer, streams = self._negotiate(call, call.remote_sdp, port)
-        except RemoteProtocolError as exc:
-            self.ports.give_back(port)
-            self._act(call, "reject", (exc.status, exc.reason[:80], ()))
-            return
-        stream = EchoStream(self.config.rtp.address, port, streams[0].remote_address, nat=self.config.rtp.nat)
+        if call.remote_sdp:
+            try:
+                answer, streams = self._negotiate(call, call.remote_sdp, port)
+            except RemoteProtocolError as exc:
+                self.ports.give_back(port)
+                self._act(call, "reject", (exc.status, exc.reason[:80], ()))
+                return
+            remote_ip = streams[0].remote_address
+        else:
+            # delayed offer: we offer in the 200, the answer comes in the ACK
+            answer, remote_ip = self._offer(call.app, port), call.peer.host
+        stream = EchoStream(self.config.rtp.address, port, remote_ip, nat=self.config.rtp.nat)
         try:
             await stream.start()
         except OSError as exc:
@@ -325,15 +340,13 @@ class Server:
         except OSError:
             self.ports.give_back(port)
             raise
-        rtp_host = self.config.sip.external_address or _advertised(self.config.rtp.address, "")
-        offer = sdpmod.build_offer(self.caps, address=rtp_host, port=port, session_id=secrets.randbelow(2**31),
-                                   session_version=0, username="homeline")
         host, _ = self._sent_by(dest.transport)
-        uri = str(proxy.__class__(proxy.scheme, proxy.host, number, None, proxy.port, proxy.params))
+        uri = str(replace(proxy, user=number))
         assert self.transport is not None
-        call = self.ua.invite(uri, dest, self.transport.now, sdp=offer.to_bytes(), trunk=trunk.name,
+        app: dict[str, Any] = {}
+        call = self.ua.invite(uri, dest, self.transport.now, sdp=self._offer(app, port), trunk=trunk.name,
                               from_uri=f"sip:{trunk.from_user}@{format_host(host)}")
-        call.app["offer"] = offer
+        call.app.update(app)
         call.app["hangup_after"] = duration
         self.media[call] = stream
         self._idle.clear()
@@ -361,10 +374,12 @@ class Server:
 
     def _connected(self, call: Call) -> None:
         log.info("call %s connected", call.call_id)
-        if call.direction != "out":
+        if "offer" not in call.app:
             return
         stream = self.media.get(call)
         try:
+            if not call.remote_sdp:
+                raise RemoteProtocolError("no SDP answer")  # §13.2.1: it must come with 2xx/ACK
             streams = sdpmod.accept_answer(call.app["offer"], sdpmod.parse(call.remote_sdp))
         except RemoteProtocolError as exc:
             log.warning("call %s: unusable answer (%s), hanging up", call.call_id, exc.reason)
