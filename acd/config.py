@@ -58,7 +58,8 @@ SYNTAX_KEY = "(syntax)"  # key of TOML syntax errors; the reason starts with "li
 
 SECTIONS = ("server", "sip", "rtp", "web", "trunks", "dialplan", "queues", "agents", "ivr")
 SERVER_KEYS = ("data_dir", "log_level", "drain_seconds", "user_agent")
-SIP_KEYS = ("external_address", "unknown_source", "max_message_bytes", "timers", "listen")
+SIP_KEYS = ("external_address", "unknown_source", "max_message_bytes", "auth_failures", "auth_block_seconds",
+            "timers", "listen")
 TIMER_KEYS = ("t1_ms", "t2_ms", "t4_ms")
 LISTEN_KEYS = ("transport", "address", "port", "cert", "key")
 RTP_KEYS = ("address", "port_min", "port_max", "codecs", "ptime_ms", "nat")
@@ -341,6 +342,8 @@ def _sip(t: _Table) -> SipConfig:
                                 UNKNOWN_SOURCE_ACTIONS),
         max_message_bytes=t.integer("max_message_bytes", SipConfig.max_message_bytes,
                                     4096, 1048576),
+        auth_failures=t.integer("auth_failures", SipConfig.auth_failures, 0, 1000),
+        auth_block_seconds=t.integer("auth_block_seconds", SipConfig.auth_block_seconds, 1, 86400),
         timers=timers,
         listen=listeners,
     )

@@ -106,6 +106,8 @@ class SipConfig:
     external_address: str = ""
     unknown_source: str = "reject"
     max_message_bytes: int = 65535
+    auth_failures: int = 10
+    auth_block_seconds: int = 300
     timers: SipTimers = field(default_factory=SipTimers)
     listen: tuple[SipListener, ...] = (SipListener(),)
 

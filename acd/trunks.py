@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from acd.config_schema import Config, Trunk
 from acd.sip.auth import AuthStatus, Credentials, DigestServer
@@ -50,6 +51,8 @@ class TrunkAdmission:
         self.config = config
         self.wall_clock = wall_clock
         self.stats: Counter[str] = Counter()
+        self._failures: dict[str, deque[float]] = {}  # source IP → failure times (monotonic)
+        self._blocked: dict[str, float] = {}  # source IP → blocked until
         self._digest = {
             t.name: DigestServer(t.realm or t.name, hashlib.sha256(secret + t.name.encode()).digest())
             for t in config.trunks if t.authenticates
@@ -64,12 +67,35 @@ class TrunkAdmission:
         if not candidates:
             self.stats["unknown_source"] += 1
             log.info("request %s from unknown source %s", request.method, source)
-            if self.config.sip.unknown_source == "drop":
-                return (0, None, ())
-            return (403, "Forbidden (unknown source)", ())
-        return self._authenticate(request, source, candidates)
+            return self._refuse("Forbidden (unknown source)")
+        if self._blocked.get(source.host, 0.0) > now:
+            self.stats["blocked"] += 1
+            return self._refuse("Forbidden (too many failed authentications)")
+        verdict, failed = self._authenticate(request, source, candidates)
+        if failed:
+            self._count_failure(source.host, now)
+        return verdict
 
-    def _authenticate(self, request: Request, source: Peer, candidates: tuple[Trunk, ...]):
+    def _refuse(self, reason: str):
+        return (0, None, ()) if self.config.sip.unknown_source == "drop" else (403, reason, ())
+
+    def _count_failure(self, host: str, now: float) -> None:
+        limit, window = self.config.sip.auth_failures, self.config.sip.auth_block_seconds
+        if not limit:
+            return
+        times = self._failures.setdefault(host, deque(maxlen=limit))
+        times.append(now)
+        if len(times) == limit and now - times[0] <= window:
+            self._blocked[host] = now + window
+            self._failures.pop(host, None)
+            log.warning("blocking %s for %d s after %d failed authentications", host, window, limit)
+        if len(self._failures) > 10000:  # bound memory under a distributed attack
+            self._failures.pop(next(iter(self._failures)))
+        for ip in [ip for ip, until in self._blocked.items() if until <= now]:
+            del self._blocked[ip]
+
+    def _authenticate(self, request: Request, source: Peer, candidates: tuple[Trunk, ...]) -> tuple[Any, bool]:
+        """(verdict, whether credentials were presented and wrong)."""
         wall = self.wall_clock()
         values = request.headers.get_all("Authorization")
         trunk: Trunk | None = None
@@ -77,7 +103,7 @@ class TrunkAdmission:
             try:
                 creds = Credentials.parse(value)
             except RemoteProtocolError:
-                return (400, "Malformed Authorization", ())
+                return (400, "Malformed Authorization", ()), True
             trunk = self.config.trunk_for_username(creds.username, source.host)
             if trunk is not None and trunk in candidates:
                 break
@@ -86,19 +112,19 @@ class TrunkAdmission:
             if values:
                 self.stats["auth_unknown_user"] += 1
                 log.info("authentication failed from %s: unknown user", source)
-            return self._challenge(candidates, wall, stale=False)
+            return self._challenge(candidates, wall, stale=False), bool(values)
         server = self._digest[trunk.name]
         result = server.verify(request.method, values, wall,
                                lambda user, realm: trunk.password if user == trunk.username else None)
         if result.ok:
             self.stats[f"trunk_{trunk.name}"] += 1
-            return trunk.name
+            return trunk.name, False
         if result.status is AuthStatus.MALFORMED:
-            return (400, f"Bad credentials: {result.reason}"[:80], ())
+            return (400, f"Bad credentials: {result.reason}"[:80], ()), True
         if not result.stale:
             self.stats["auth_failed"] += 1
             log.info("authentication failed for trunk %s from %s: %s", trunk.name, source, result.reason)
-        return self._challenge((trunk,), wall, stale=result.stale)
+        return self._challenge((trunk,), wall, stale=result.stale), not result.stale
 
     def _challenge(self, trunks: tuple[Trunk, ...], wall: float, *, stale: bool):
         headers = tuple(("WWW-Authenticate", value)
