@@ -116,11 +116,12 @@ class Call:
         ("early", "hangup"): "_reject",
         ("early", "cancelled"): "_cancelled",
         ("early", "tx_timeout"): "_failed",
+        ("early", "bye"): "_early_bye",
         ("answered", "ack"): "_acked",
         ("answered", "timer_2xx"): "_retransmit_2xx",
         ("answered", "timer_noack"): "_no_ack",
         ("answered", "bye"): "_remote_bye",
-        ("answered", "hangup"): "_send_bye",
+        ("answered", "hangup"): "_bye_after_ack",
         # UAC (§13.2)
         ("calling", "1xx"): "_progress",
         ("calling", "2xx"): "_uac_connected",
@@ -133,7 +134,8 @@ class Call:
         ("cancelling", "tx_timeout"): "_failed",
         ("cancelling", "hangup"): "_ignore",
         # both sides, confirmed dialog
-        ("confirmed", "ack"): "_ignore",
+        ("confirmed", "ack"): "_reinvite_acked",
+        ("confirmed", "timer_re2xx"): "_retransmit_reinvite_2xx",
         ("confirmed", "2xx"): "_reack",
         ("confirmed", "bye"): "_remote_bye",
         ("confirmed", "hangup"): "_send_bye",
@@ -222,13 +224,25 @@ class Call:
             self.dialog.move("confirm")
         if ack is not None and ack.body:
             self.remote_sdp = ack.body
+        if self.app.pop("bye_after_ack", False):
+            self._send_bye(now, "local-bye")  # the application hung up while we waited
+            return
         self.ua.emit(CallConnected(self))
 
     def _no_ack(self, now: float, _: Any) -> None:
         # §13.3.1.4: no ACK within 64*T1 — confirm and end the session with BYE
         self.timers.clear()
         self.state = "confirmed"
-        self._send_bye(now, "no-ack")
+        self._send_bye(now, "local-bye" if self.app.pop("bye_after_ack", False) else "no-ack")
+
+    def _bye_after_ack(self, now: float, _: Any) -> None:
+        # §15: the callee must not send BYE before the ACK for its 2xx (or §13.3.1.4 timeout)
+        self.app["bye_after_ack"] = True
+
+    def _early_bye(self, now: float, _: Any) -> None:
+        # §15.1.2: a BYE on an early dialog; the pending INVITE gets 487
+        self._respond(487, now)
+        self._finish(now, "remote-bye", None)
 
     def _reject(self, now: float, arg: Any) -> None:
         status, reason, headers = arg if isinstance(arg, tuple) else (arg or 480, None, ())
@@ -259,6 +273,15 @@ class Call:
     def _reack(self, now: float, resp: Response) -> None:
         if self.dialog is None or resp.cseq[1] != "INVITE":
             return
+        if (resp.to.tag or "") != self.dialog.remote_tag and self.invite is not None:
+            # §13.2.2.4: a 2xx from another fork — ACK it, and BYE that dialog once
+            fork = Dialog.from_uac(self.invite, resp, self.peer)
+            self.ua.layer.send_stateless(fork.create_ack(resp.cseq[0]), self.peer)
+            forks = self.app.setdefault("forks", set())
+            if fork.remote_tag not in forks:
+                forks.add(fork.remote_tag)
+                self.ua.layer.send_request(fork.create_request("BYE"), self.peer, now)
+            return
         self.ua.send_ack(self, resp.cseq[0])
 
     def _uac_failed(self, now: float, resp: Response) -> None:
@@ -285,6 +308,7 @@ class Call:
 
     def _send_bye(self, now: float, cause: Any) -> None:
         self.timers.clear()
+        self._close_pending(now)
         self.state = "ending"
         self.app["end_cause"] = cause if isinstance(cause, str) else "local-bye"
         self.ua.send_in_dialog(self, "BYE", now)
@@ -292,26 +316,70 @@ class Call:
     def _ended_local(self, now: float, _: Any) -> None:
         self._finish(now, self.app.get("end_cause", "local-bye"), None)
 
-    def _reinvite(self, now: float, tx: Any) -> None:
+    def _reoffer_pending(self) -> bool:
+        tx = self.app.get("reoffer_tx")
+        return tx is not None and tx.state in ("calling", "proceeding")
+
+    def _close_pending(self, now: float) -> None:
+        # §15.1.2: a pending re-INVITE from the peer still gets an answer (487);
+        # our own pending re-INVITE is CANCELled (§9.1) so its transaction can end
         if self.reinvite_tx is not None:
+            tx = self._pending_reinvite()
+            if tx.state == "proceeding":
+                self.ua.respond_in_dialog(self, tx, 487, now)
+        tx = self.app.pop("reoffer_tx", None)
+        if tx is not None and tx.state in ("calling", "proceeding"):
+            self.ua.layer.send_cancel(tx, now)
+
+    def _reinvite(self, now: float, tx: Any) -> None:
+        if self.reinvite_tx is not None or self._reoffer_pending():
             self.ua.layer.respond(tx, 491, now=now, to_tag=self.dialog.local_tag)  # §14.2
             return
         self.reinvite_tx = tx
         self.ua.emit(CallReoffer(self, tx.request.body))
 
-    def _answer_reinvite(self, now: float, sdp: bytes) -> None:
+    def _pending_reinvite(self) -> Any:
         tx, self.reinvite_tx = self.reinvite_tx, None
+        if tx is None:
+            raise LocalProtocolError(f"call {self.call_id}: no re-INVITE to answer")
+        return tx
+
+    def _answer_reinvite(self, now: float, sdp: bytes) -> None:
+        tx = self._pending_reinvite()
         self.local_sdp = sdp
         self.remote_sdp = tx.request.body
-        self.ua.respond_in_dialog(self, tx, 200, now, body=sdp)
+        resp = self.ua.respond_in_dialog(self, tx, 200, now, body=sdp)
+        if not self.peer.reliable:
+            # §13.3.1.4: the TU retransmits the 2xx to any INVITE until the ACK comes
+            self.app["reinvite_2xx"] = (tx, resp)
+            self.set_timer("re2xx", now, self.ua.timers.t1)
+
+    def _retransmit_reinvite_2xx(self, now: float, _: Any) -> None:
+        tx, resp = self.app["reinvite_2xx"]
+        if tx.terminated:  # Timer L: 64*T1 without an ACK, give up
+            del self.app["reinvite_2xx"]
+            return
+        self.ua.layer.send_response(tx, resp, now)
+        self.set_timer("re2xx", now, min(2 * self.intervals["re2xx"], self.ua.timers.t2))
+
+    def _reinvite_acked(self, now: float, ack: Request | None) -> None:
+        pending = self.app.get("reinvite_2xx")
+        if ack is None or pending is None or ack.cseq[0] != pending[0].request.cseq[0]:
+            return  # a retransmitted ACK for an earlier 2xx
+        del self.app["reinvite_2xx"]
+        self.timers.pop("re2xx", None)
+        if ack.body:
+            self.remote_sdp = ack.body  # the answer to an offer in our 2xx
 
     def _reject_reinvite(self, now: float, status: int) -> None:
-        tx, self.reinvite_tx = self.reinvite_tx, None
+        tx = self._pending_reinvite()
         self.ua.respond_in_dialog(self, tx, status or 488, now)
 
     def _send_reoffer(self, now: float, sdp: bytes) -> None:
+        if self.reinvite_tx is not None or self._reoffer_pending():
+            raise LocalProtocolError(f"call {self.call_id}: an INVITE is already in progress (§14.1)")
         self.local_sdp = sdp
-        self.ua.send_in_dialog(self, "INVITE", now, body=sdp)
+        self.app["reoffer_tx"] = self.ua.send_in_dialog(self, "INVITE", now, body=sdp)
 
     def _reoffer_accepted(self, now: float, resp: Response) -> None:
         self.remote_sdp = resp.body
@@ -325,6 +393,7 @@ class Call:
 
     def _finish(self, now: float, cause: str, status: int | None) -> None:
         self.timers.clear()
+        self._close_pending(now)
         self.state = "ended"
         self.ended_at = now
         if self.dialog is not None:

@@ -31,6 +31,7 @@ from acd.sip.events import (
 from acd.sip.layer import TransactionLayer
 from acd.sip.message import Message, Request, Response, make_response
 from acd.sip.transaction import Transaction, response_class
+from acd.sip.uri import parse_uri
 
 __all__ = ["UserAgent", "Admission", "ALLOW", "KNOWN_METHODS", "CallEnded"]
 
@@ -139,10 +140,11 @@ class UserAgent:
         return resp
 
     def respond_in_dialog(self, call: Call, tx: Transaction, status: int, now: float, *,
-                          body: bytes = b"") -> None:
+                          body: bytes = b"") -> Response:
         resp = make_response(tx.request, status, to_tag=call.dialog.local_tag if call.dialog else None)
         self._decorate(resp, call.peer.transport, body, dialog=tx.request.method == "INVITE" and status < 300)
         self.layer.send_response(tx, resp, now)
+        return resp
 
     def send_in_dialog(self, call: Call, method: str, now: float, *, body: bytes = b"") -> Transaction:
         """In-dialog requests go to the address the dialog was learnt from (symmetric, for NAT)."""
@@ -216,6 +218,8 @@ class UserAgent:
     # -- internals ---------------------------------------------------------------------
 
     def _start_invite(self, call: Call, req: Request, now: float) -> None:
+        if call.invite_tx is not None:
+            self.calls.pop(call.invite_tx, None)  # the challenged INVITE (§22.2) is done with
         call.invite = req
         tx = self.layer.send_request(req, call.peer, now)
         call.invite_tx = tx
@@ -277,6 +281,14 @@ class UserAgent:
             if tx.terminated or isinstance(ev, ResponseReceived) and ev.response.status >= 200:
                 self._handlers.pop(tx, None)
             handler(ev, now)
+            return
+        if isinstance(ev, ResponseReceived) and 200 <= ev.response.status < 300 \
+                and ev.response.cseq[1] == "INVITE":
+            # a retransmitted 2xx to our re-INVITE: our ACK was lost, send it again (§13.2.2.4)
+            resp = ev.response
+            call = self.dialogs.get((resp.call_id, resp.from_.tag or "", resp.to.tag or ""))
+            if call is not None:
+                self._guard(call.handle, "2xx", now, resp)
 
     def _in_dialog_result(self, call: Call, method: str, ev: Event, now: float) -> None:
         if isinstance(ev, ResponseReceived) and ev.response.status < 200:
@@ -355,10 +367,16 @@ class UserAgent:
             self.stats[f"admission_{status}"] += 1
             if status:  # 0 means drop silently
                 self._reply(tx, status, now, reason=reason, headers=headers)
+            else:
+                tx.terminate()  # keep no state and send nothing, not even 100 Trying
             return
         if method == "OPTIONS":
             self._reply(tx, 200, now, headers=(("Accept", "application/sdp"),))
             return
+        contacts = req.contacts
+        if not contacts:
+            raise RemoteProtocolError("Contact required", status=400)  # §8.1.1.8
+        parse_uri(contacts[0].uri)  # §12.1.1: the remote target must be a SIP URI (416)
         call = Call(ua=self, direction="in", call_id=req.call_id, peer=tx.peer, state="incoming",
                     invite=req, invite_tx=tx, remote_sdp=req.body, started=now,
                     trunk=verdict if isinstance(verdict, str) else None)
