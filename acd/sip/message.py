@@ -355,7 +355,7 @@ def _frame_body(msg: Message, body: bytes, stream: bool) -> bytes:
         if stream:
             raise SipParseError("Content-Length required on stream transports")  # §18.3
         return body  # §18.3: on UDP the body runs to the end of the datagram
-    lengths = set()
+    lengths: set[int] = set()
     for value in values:
         length = _number(value, 18)
         if length is None:  # e.g. "-999", RFC 4475 §3.1.2.3
@@ -381,12 +381,18 @@ def parse_message(data: bytes, *, stream: bool = False) -> Message:
         head = head_bytes.decode("utf-8", errors="replace")
         utf8_error = SipParseError("message head is not UTF-8")
     lines = _unfold(head)
+    cr_error: SipParseError | None = None
+    if any("\r" in line for line in lines):
+        # §25.1: CR comes only in CRLF (even quoted-pair excludes it). A stray one could end a
+        # line for a peer when echoed back, so reject, and keep it out of the partial.
+        cr_error = SipParseError("stray CR in message head")
+        lines = [line.replace("\r", " ") for line in lines]
     msg, start_error = _parse_start(lines[0])
     if msg is None:
         raise start_error or SipParseError("bad start line")
     header_error = _parse_headers(msg, lines[1:])
     try:
-        for error in (start_error, utf8_error, header_error):
+        for error in (start_error, utf8_error, cr_error, header_error):
             if error is not None:
                 raise error
         msg.body = _frame_body(msg, body, stream)
