@@ -72,7 +72,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_originate(args: argparse.Namespace) -> int:
     reply = _control(args.config, {"cmd": "originate", "trunk": args.trunk, "to": args.to,
-                                   "duration": args.duration})
+                                   "duration": args.duration, "ring_timeout": args.ring_timeout})
     sys.stdout.write(json.dumps(reply) + "\n")
     return 0 if "error" not in reply else 1
 
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--trunk", required=True)
     o.add_argument("--to", required=True, help="number or user to dial at the trunk's proxy")
     o.add_argument("--duration", type=float, help="hang up after this many seconds")
+    o.add_argument("--ring-timeout", type=float, default=60.0, help="cancel if not answered in this time")
     o.set_defaults(func=cmd_originate)
     return p
 

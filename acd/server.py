@@ -324,9 +324,11 @@ class Server:
 
     # -- outbound calls through a trunk --------------------------------------------------
 
-    async def originate(self, trunk_name: str, number: str, *, duration: float | None = None) -> Call:
+    async def originate(self, trunk_name: str, number: str, *, duration: float | None = None,
+                        ring_timeout: float = 60.0) -> Call:
         """Dial ``number`` through a trunk's proxy (RFC 3261 §8.1); the answered call is
-        connected to the echo test and hung up after ``duration`` seconds if given."""
+        connected to the echo test and hung up after ``duration`` seconds if given. A call
+        not answered within ``ring_timeout`` is CANCELled."""
         trunk = self.config.trunk(trunk_name)
         if trunk is None or not trunk.proxy:
             raise AcdError(f"trunk {trunk_name!r} does not exist or has no proxy")
@@ -353,7 +355,13 @@ class Server:
         self.counters["calls_out"] += 1
         log.info("call %s: dialling %s through trunk %s", call.call_id, number, trunk.name)
         self.transport.flush()
+        asyncio.get_running_loop().call_later(ring_timeout, self._ring_timeout, call)
         return call
+
+    def _ring_timeout(self, call: Call) -> None:
+        if call.state in ("calling", "early"):
+            log.info("call %s: not answered in time, cancelling", call.call_id)
+            self._act(call, "hangup")
 
     def _authorize(self, call: Call, resp: Any) -> list[tuple[str, str]] | None:
         """Answer a 401/407 to our INVITE with the trunk's credentials (RFC 3261 §22.2)."""
@@ -442,7 +450,8 @@ class Server:
                 reply: dict[str, Any] = self.status()
             elif cmd == "originate":
                 call = await self.originate(str(request["trunk"]), str(request["to"]),
-                                            duration=request.get("duration"))
+                                            duration=request.get("duration"),
+                                            ring_timeout=float(request.get("ring_timeout") or 60))
                 reply = {"call_id": call.call_id}
             else:
                 reply = {"error": f"unknown command {cmd!r}"}

@@ -95,3 +95,30 @@ def test_server_hangs_up_first_via_originate_to_pjsua(server_factory, tmp_path: 
         srv.wait_log(r"ended: local-bye")
     finally:
         peer.kill()
+
+
+def test_unanswered_outbound_call_is_cancelled_after_ring_timeout(server_factory, tmp_path: Path) -> None:
+    port = free_port()
+    ready = tmp_path / "ready.json"
+    # pjsua rings (180) for 20 s before it would answer
+    peer = subprocess.Popen([sys.executable, str(PEER), "answer", "--local-port", str(port), "--calls", "1",
+                             "--ring-ms", "20000", "--timeout", "25", "--ready-file", str(ready)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        srv = server_factory(trunks=f'[trunks.local]\nallow = ["127.0.0.0/8"]\nproxy = "sip:127.0.0.1:{port}"\n')
+        for _ in range(100):
+            if ready.exists():
+                break
+            time.sleep(0.1)
+        out = subprocess.run([sys.executable, "-m", "acd.cli", "originate", "--config", str(srv.config),
+                              "--trunk", "local", "--to", "agent7", "--ring-timeout", "1.5"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=20)
+        assert out.returncode == 0, out.stderr
+        srv.wait_log(r"not answered in time, cancelling")
+        srv.wait_log(r"ended: cancelled \(487\)")
+        stdout, _ = peer.communicate(timeout=25)
+        calls = json.loads(stdout.strip().splitlines()[-1])
+        calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
+        assert calls and not calls[0]["answered"], stdout
+    finally:
+        peer.kill()

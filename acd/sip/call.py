@@ -8,6 +8,7 @@ dropped-and-counted :class:`RemoteProtocolError`, our own misuse a :class:`Local
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -260,14 +261,18 @@ class Call:
     def _progress(self, now: float, resp: Response) -> None:
         self.ua.emit(CallProgress(self, resp.status))
 
+    def _establish(self, now: float, resp: Response) -> None:
+        """The dialog from our INVITE's 2xx, and its ACK (§12.1.2, §13.2.2.4)."""
+        self.dialog = Dialog.from_uac(self.invite, resp, self.peer)  # type: ignore[arg-type]
+        self.dialog.move("confirm")
+        self.ua.register_dialog(self)
+        self._reack(now, resp)
+
     def _uac_connected(self, now: float, resp: Response) -> None:
         self.state = "confirmed"
         self.answered_at = now
-        self.dialog = Dialog.from_uac(self.invite, resp, self.peer)  # type: ignore[arg-type]
-        self.dialog.move("confirm")
         self.remote_sdp = resp.body
-        self.ua.register_dialog(self)
-        self._reack(now, resp)
+        self._establish(now, resp)
         self.ua.emit(CallConnected(self))
 
     def _reack(self, now: float, resp: Response) -> None:
@@ -294,8 +299,9 @@ class Call:
         self.ua.layer.send_cancel(self.invite_tx, now)
 
     def _late_2xx(self, now: float, resp: Response) -> None:
-        # §15: a 2xx that crossed our CANCEL: ACK it, then BYE
-        self._uac_connected(now, resp)
+        # §15: a 2xx that crossed our CANCEL: ACK it, then BYE (the app already hung up)
+        self.state = "confirmed"
+        self._establish(now, resp)
         self._send_bye(now, "cancelled")
 
     def _uac_cancelled(self, now: float, resp: Response) -> None:
@@ -332,8 +338,13 @@ class Call:
             self.ua.layer.send_cancel(tx, now)
 
     def _reinvite(self, now: float, tx: Any) -> None:
-        if self.reinvite_tx is not None or self._reoffer_pending():
-            self.ua.layer.respond(tx, 491, now=now, to_tag=self.dialog.local_tag)  # §14.2
+        if self.reinvite_tx is not None:
+            # §14.2: theirs still pending — 500 with a random Retry-After of 0..10 s
+            self.ua.layer.respond(tx, 500, now=now, to_tag=self.dialog.local_tag,
+                                  headers=(("Retry-After", str(secrets.randbelow(11))),))
+            return
+        if self._reoffer_pending():
+            self.ua.layer.respond(tx, 491, now=now, to_tag=self.dialog.local_tag)  # §14.2 glare
             return
         self.reinvite_tx = tx
         self.ua.emit(CallReoffer(self, tx.request.body))

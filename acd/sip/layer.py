@@ -127,7 +127,8 @@ class TransactionLayer:
     def transport_error(self, dest: Peer, now: float) -> None:
         """A send to ``dest`` failed (§8.1.3.1, §17.1.4): fail the transactions bound to it."""
         for tx in list(self.client.values()) + list(self.server.values()):
-            if tx.peer == dest and not tx.terminated:
+            # only transactions still waiting: a late error must not end an answered call
+            if tx.peer == dest and tx.state in ("calling", "trying", "proceeding"):
                 try:
                     tx.handle("transport_error", now)
                 except RemoteProtocolError:
@@ -210,6 +211,11 @@ class TransactionLayer:
     def _receive_response(self, resp: Response, now: float) -> None:
         via = resp.top_via
         _, method = resp.cseq
+        host, port = self.sent_by(via.transport.lower())
+        if (via.host, via.port or 5060) != (host.lower(), port):
+            # §18.1.2: the top Via's sent-by is not ours — silently discard
+            self.stats["foreign_via_response"] += 1
+            return
         tx = self.client.get((via.branch, method))
         if tx is None:
             # §18.1.2: a stray response (or one whose Via is not ours) is dropped

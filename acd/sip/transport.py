@@ -274,8 +274,10 @@ class SipTransport:
                 try:
                     self.send(item.message, item.dest)
                 except OSError as exc:
+                    self.stats["send_error"] += 1
                     log.warning("send to %s failed: %s", item.dest, exc)
-                    self.ua.transport_error(item.dest, self.now)
+                    if item.dest.reliable:  # a UDP error is left to the retransmission timers
+                        self.ua.transport_error(item.dest, self.now)
             ev = self.ua.next_event()
             if ev is not None:
                 try:

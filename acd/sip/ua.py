@@ -301,6 +301,10 @@ class UserAgent:
                 call.dialog.update_from_response(ev.response)  # type: ignore[union-attr]
             self._guard(call.handle, "reoffer_2xx" if ok else "reoffer_failed", now,
                         ev.response if ok else None)  # type: ignore[union-attr]
+            status = ev.response.status if isinstance(ev, ResponseReceived) else 408
+            if status in (408, 481) and call.state == "confirmed":
+                # §12.2.1.2: the dialog is gone (481) or unreachable (408): end the call
+                self._guard(call.handle, "hangup", now)
 
     def _on_request(self, req: Request, source: Peer, tx: Transaction | None, now: float) -> None:
         method = req.method.upper()
@@ -347,20 +351,10 @@ class UserAgent:
 
     def _out_of_dialog(self, req: Request, source: Peer, tx: Transaction, now: float) -> None:
         method = req.method.upper()
-        unsupported = [t for t in req.headers.get_all("Require") for t in t.split(",")
-                       if t.strip() and t.strip() not in SUPPORTED]
-        if unsupported and method not in ("CANCEL", "ACK"):
-            self._reply(tx, 420, now, headers=(("Unsupported", ", ".join(u.strip() for u in unsupported)),))
-            return
-        if method not in ("INVITE", "OPTIONS"):
-            if method in ("BYE", "INFO"):
-                raise RemoteProtocolError("no such dialog", status=481)
-            if method in KNOWN_METHODS:
-                raise RemoteProtocolError(f"{method} not allowed", status=405)
-            raise RemoteProtocolError(f"{method} not implemented", status=501)
         if method == "INVITE" and not self.accepting:
             self._reply(tx, 503, now, reason="Draining", headers=(("Retry-After", "30"),))
             return
+        # admission first: an unknown source learns nothing (not even 405 or 420)
         verdict = self.admission(req, source, now) if self.admission else None
         if isinstance(verdict, tuple):
             status, reason, headers = verdict
@@ -370,6 +364,17 @@ class UserAgent:
             else:
                 tx.terminate()  # keep no state and send nothing, not even 100 Trying
             return
+        unsupported = [t for t in req.headers.get_all("Require") for t in t.split(",")
+                       if t.strip() and t.strip() not in SUPPORTED]
+        if unsupported:
+            self._reply(tx, 420, now, headers=(("Unsupported", ", ".join(u.strip() for u in unsupported)),))
+            return
+        if method not in ("INVITE", "OPTIONS"):
+            if method in ("BYE", "INFO"):
+                raise RemoteProtocolError("no such dialog", status=481)
+            if method in KNOWN_METHODS:
+                raise RemoteProtocolError(f"{method} not allowed", status=405)
+            raise RemoteProtocolError(f"{method} not implemented", status=501)
         if method == "OPTIONS":
             self._reply(tx, 200, now, headers=(("Accept", "application/sdp"),))
             return

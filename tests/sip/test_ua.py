@@ -6,6 +6,7 @@ The peer's requests are written by hand as bytes, parsed with ``parse_message`` 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from acd.sip.call import (
 )
 from acd.sip.errors import LocalProtocolError, RemoteProtocolError
 from acd.sip.events import Peer, TimerConfig
-from acd.sip.message import Request, Response
+from acd.sip.message import Request, Response, parse_message
 from acd.sip.ua import ALLOW, UserAgent
 from tests.sip.vt import TCP, UDP, Driver, Sent, build_request, build_response, contact, sent_by
 
@@ -272,12 +273,13 @@ def test_reinvite_2xx_retransmission_stops_after_64_t1() -> None:
     assert "reinvite_2xx" not in call.app and call.state == "confirmed"
 
 
-def test_second_reinvite_while_pending_gets_491() -> None:
+def test_second_reinvite_while_theirs_is_pending_gets_500_with_retry_after() -> None:
     ua, d = make_ua()
     call = answered_call(ua, d)
     d.receive(in_dialog(call, "INVITE", 2, body=HOLD), UDP)
     sent = d.receive(in_dialog(call, "INVITE", 3, body=OFFER), UDP)
-    assert 491 in statuses(sent)
+    assert statuses(sent) == [500]  # §14.2
+    assert 0 <= int(sent[0].wire().headers.get("Retry-After")) <= 10
     assert len(d.of(CallReoffer)) == 1
     act(ua, d, call, "reoffer_reject", 488)
     assert d.sent[-1].status == 488 and d.sent[-1].wire().cseq == (2, "INVITE")
@@ -600,6 +602,7 @@ def test_200_crossing_cancel_gets_ack_and_bye() -> None:
     (cancel,) = [s.wire() for s in d.sent if s.method == "CANCEL"]
     sent = d.receive(build_response(inv, 200, to_tag="callee", contact_uri="sip:callee@192.0.2.77"), UDP)
     assert methods(sent) == ["ACK", "BYE"]
+    assert not d.of(CallConnected)  # the app hung up: it never hears of a connection
     d.receive(build_response(cancel, 200, to_tag="callee"), UDP)
     bye = sent[1].wire()
     d.receive(build_response(bye, 200), UDP)
@@ -671,6 +674,31 @@ def test_outbound_retransmitted_2xx_to_reinvite_is_acked_again() -> None:
     assert methods(d.receive(ok, UDP)) == ["ACK"]
     assert methods(d.receive(ok, UDP)) == ["ACK"]  # our ACK was lost: the peer re-sends its 2xx
     assert [s.wire().cseq for s in d.sent] == [(2, "ACK"), (2, "ACK")]
+
+
+@pytest.mark.parametrize("status", [408, 481])
+def test_408_or_481_to_our_reinvite_ends_the_call(status: int) -> None:
+    ua, d = make_ua()
+    call, inv = place(ua, d)
+    d.receive(build_response(inv, 200, to_tag="callee", contact_uri="sip:callee@192.0.2.77"), UDP)
+    d.take_sent()
+    act(ua, d, call, "reoffer_send", HOLD)
+    (reinvite,) = wire(d.take_sent())
+    sent = d.receive(build_response(reinvite, status, to_tag="callee"), UDP)
+    assert "BYE" in methods(sent)  # §12.2.1.2: the dialog is over
+    (bye,) = [s.wire() for s in sent if s.method == "BYE"]
+    d.receive(build_response(bye, 200), UDP)
+    assert d.of(CallEnded)
+
+
+def test_response_with_foreign_sent_by_is_discarded() -> None:
+    ua, d = make_ua()
+    call, inv = place(ua, d)
+    resp = parse_message(build_response(inv, 486, to_tag="callee"))
+    top = resp.top_via
+    resp.headers.set("Via", str(replace(top, host="198.51.100.99")))  # not our sent-by (§18.1.2)
+    d.receive(resp.to_bytes(), UDP)
+    assert not d.of(CallEnded) and ua.stats["foreign_via_response"] == 1
 
 
 def test_transport_error_fails_incoming_call() -> None:
