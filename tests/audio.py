@@ -23,6 +23,7 @@ __all__ = [
     "dominant_frequency",
     "tone_snr_db",
     "tone_present",
+    "tone_fraction",
     "rms_dbfs",
     "xcorr_delay",
 ]
@@ -175,6 +176,41 @@ def tone_present(
 ) -> bool:
     """True when a tone at ``freq`` dominates the signal by at least ``min_snr_db``."""
     return tone_snr_db(samples, rate, freq, tolerance_hz, skip_s) >= min_snr_db
+
+
+def tone_fraction(
+    samples: np.ndarray,
+    rate: int,
+    freq: float,
+    block_s: float = 0.25,
+    tolerance_hz: float = 15.0,
+    min_snr_db: float = 20.0,
+) -> float:
+    """Fraction (0..1) of consecutive ``block_s`` blocks in which the tone is present.
+
+    More robust than one global :func:`tone_present` for audio that crossed a
+    network: a single glitch (jitter-buffer underrun, PLC, stream restart on
+    re-INVITE, RFC 4733 DTMF replacing audio) only spoils its own block.  Also
+    handy to check *when* a tone was heard (e.g. music on hold).
+    """
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    n = int(block_s * rate)
+    nblocks = x.size // n if n > 0 else 0
+    if nblocks == 0:
+        return 0.0
+    blocks = x[: nblocks * n].reshape(nblocks, n)
+    blocks = blocks - blocks.mean(axis=1, keepdims=True)
+    nfft = _next_pow2(n)
+    power = np.abs(np.fft.rfft(blocks * np.hanning(n), nfft, axis=1)) ** 2
+    freqs = np.arange(power.shape[1]) * (rate / nfft)
+    in_band = np.abs(freqs - freq) <= tolerance_hz + 2.0 * rate / nfft
+    valid = freqs >= 20.0
+    sig = power[:, in_band & valid].sum(axis=1)
+    rest = power[:, ~in_band & valid].sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = 10.0 * np.log10(sig / rest)
+    snr = np.where(sig > 0.0, np.nan_to_num(snr, nan=-np.inf, posinf=np.inf), -np.inf)
+    return float(np.mean(snr >= min_snr_db))
 
 
 def rms_dbfs(samples: np.ndarray) -> float:

@@ -118,14 +118,16 @@ def test_garbage_is_dropped_and_counted_and_server_survives(server: RunningServe
     for junk in (b"\x00\xff" * 50, b"HELLO\r\n\r\n", b"SIP/2.0 200 OK\r\nVia: nonsense\r\n\r\n",
                  b"INVITE sip:x@y SIP/2.0\r\n" + b"X: " + b"a" * 60000, "Ünïcode ✓".encode()):
         assert udp_exchange(server, junk, wait=0.3) is None
-    # a stray but well-formed response is dropped too
-    stray = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKnope\r\nFrom: <sip:a@b>;tag=1\r\n"
-             b"To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
-    assert udp_exchange(server, stray, wait=0.3) is None
+    # well-formed responses that match nothing are dropped too: one with our sent-by but an
+    # unknown branch (stray), one whose Via is not ours at all (§18.1.2)
+    for via in (f"127.0.0.1:{server.sip_port}", "127.0.0.1:9"):
+        stray = (f"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bKnope\r\nFrom: <sip:a@b>;tag=1\r\n"
+                 "To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+        assert udp_exchange(server, stray, wait=0.3) is None
     assert status_line(udp_exchange(server, request())).startswith("SIP/2.0 200")
     st = server.status()
     assert st["transport"].get("dropped_malformed", 0) + st["transport"].get("dropped_oversize", 0) >= 4
-    assert st["sip"].get("stray_response", 0) >= 1
+    assert st["sip"].get("stray_response", 0) == 1 and st["sip"].get("foreign_via_response", 0) == 1
     assert server.proc.poll() is None
 
 

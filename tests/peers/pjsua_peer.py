@@ -534,6 +534,7 @@ class Peer:
         self.transport_ids: Dict[str, int] = {}
         self.local_port: Optional[int] = None
         self.stop_reason: Optional[str] = None   # set by SIGTERM/SIGINT handler
+        self.closing = False
 
     # ---- logging ---------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -685,6 +686,7 @@ class Peer:
         """Hang up everything, drop every pjsua object, destroy the library."""
         if self.ep is None:
             return
+        self.closing = True  # late INVITEs get 503 and are not kept
         # NB: no `for c in ...` loops here: a leaked loop variable would keep a
         # Call alive past libDestroy() and its destructor asserts in pjsua.
         try:
@@ -725,6 +727,13 @@ class Peer:
     # ---- incoming calls ----------------------------------------------------
     def on_incoming(self, acc: PeerAccount, prm) -> None:
         a = self.args
+        if self.closing or a.mode != "answer":
+            # call/register modes reject; and never keep a reference while shutting down: a Call object that
+            # outlives libDestroy() asserts in its destructor
+            late = pj.Call(acc, prm.callId)
+            late.answer(self._op(503 if self.closing else 486))
+            del late
+            return
         n = len(self.calls)
         record = None
         if a.record:
@@ -848,7 +857,9 @@ class Peer:
                 self.result["error"] = "registration failed"
         self.result["ready_t"] = round(time.monotonic() - self.t0, 3)
         if a.ready_file:
-            Path(a.ready_file).write_text(json.dumps({"local_port": self.local_port}))
+            tmp = Path(a.ready_file + ".tmp")
+            tmp.write_text(json.dumps({"local_port": self.local_port}))
+            os.replace(tmp, a.ready_file)  # atomic: readers never see a partial file
         while self.time_left() > 0:
             self.pump(10)
             self._process_pending_answers()
