@@ -34,7 +34,13 @@ __all__ = ["Server", "CONTROL_SOCKET", "control"]
 log = logging.getLogger(__name__)
 
 CONTROL_SOCKET = "acd.sock"
-_CODEC_PT = {"PCMU": (0, 8000), "PCMA": (8, 8000), "G722": (9, 8000)}
+# trunk-side codecs by config name (RFC 3551 static PTs; opus per RFC 7587, dynamic PT)
+TRUNK_CODECS = {
+    "PCMU": sdpmod.Codec(0, "PCMU", 8000),
+    "PCMA": sdpmod.Codec(8, "PCMA", 8000),
+    "G722": sdpmod.Codec(9, "G722", 8000),
+    "opus": sdpmod.Codec(111, "opus", 48000, 2, "minptime=10;useinbandfec=1"),
+}
 
 
 def _advertised(listen_address: str, external: str) -> str:
@@ -66,8 +72,7 @@ class Server:
                             user_agent=config.server.user_agent, admission=self.admission,
                             authorize=self._authorize)
         self.caps = sdpmod.MediaCapabilities(
-            codecs=tuple(sdpmod.Codec(*_CODEC_PT[c][:1], c, _CODEC_PT[c][1])
-                         for c in config.rtp.codecs if c in _CODEC_PT),
+            codecs=tuple(TRUNK_CODECS[c] for c in config.rtp.codecs),
             ptime=config.rtp.ptime_ms)
         self.ports = PortPool(config.rtp.port_min, config.rtp.port_max)
         self.media: dict[Call, EchoStream] = {}

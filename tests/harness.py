@@ -115,6 +115,7 @@ class RunningServer:
 def write_config(tmp: Path, *, host: str = "127.0.0.1", trunks: str = DEFAULT_TRUNKS,
                  dialplan: str = DEFAULT_DIALPLAN, server_extra: str = "", sip_extra: str = "",
                  unknown_source: str = "reject", log_level: str = "debug", rtp_ports: int = 200,
+                 rtp_extra: str = "", tls_cert: str = "",
                  transports: tuple[str, ...] = ("udp", "tcp", "tls")) -> tuple[Path, int, int]:
     sip_port = free_port(host)
     tls_port = free_port(host)
@@ -123,6 +124,8 @@ def write_config(tmp: Path, *, host: str = "127.0.0.1", trunks: str = DEFAULT_TR
     for t in transports:
         port = tls_port if t == "tls" else sip_port
         listen += f'\n[[sip.listen]]\ntransport = "{t}"\naddress = "{host}"\nport = {port}\n'
+        if t == "tls" and tls_cert:
+            listen += tls_cert
     web_port = free_port("127.0.0.1")
     text = f"""
 [server]
@@ -140,6 +143,7 @@ unknown_source = "{unknown_source}"
 address = "{host}"
 port_min = {rtp_min}
 port_max = {rtp_max}
+{rtp_extra}
 
 [web]
 address = "127.0.0.1"

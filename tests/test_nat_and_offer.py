@@ -98,3 +98,46 @@ def test_delayed_offer_without_answer_in_ack_is_hung_up(server_factory) -> None:
     bye = parse_message(phone.sip.recv(65535))
     assert getattr(bye, "method", "") == "BYE"
     assert bye.top_via.host == "203.0.113.5"  # our own requests advertise the external address
+
+
+def offer(port: int, formats: str, rtpmaps: str = "") -> str:
+    return ("v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP {formats}\r\n{rtpmaps}")
+
+
+def test_no_common_codec_gets_488(server: RunningServer) -> None:
+    phone = Phone(server)
+    phone.send("INVITE", 1, body=offer(phone.rtp.getsockname()[1], "18", "a=rtpmap:18 G729/8000\r\n"))
+    resp = phone.final()
+    assert resp.status == 488
+    server.wait_log(r"ended: rejected \(488\)")
+
+
+def test_reinvite_changes_codec(server: RunningServer) -> None:
+    phone = Phone(server)
+    rtp_port = phone.rtp.getsockname()[1]
+    phone.send("INVITE", 1, body=offer(rtp_port, "0 8"))
+    ok = phone.final()
+    assert re.search(r"m=audio \d+ RTP/AVP 0\b", ok.body.decode())  # our preference: PCMU
+    phone.send("ACK", 1, to_tag=ok.to.tag)
+    phone.send("INVITE", 2, to_tag=ok.to.tag, body=offer(rtp_port, "8"))  # now PCMA only
+    again = phone.final()
+    assert again.status == 200 and re.search(r"m=audio \d+ RTP/AVP 8\b", again.body.decode())
+    # same session, next version (RFC 3264 §8)
+    o1 = re.search(r"o=\S+ (\d+) (\d+)", ok.body.decode()).groups()
+    o2 = re.search(r"o=\S+ (\d+) (\d+)", again.body.decode()).groups()
+    assert o1[0] == o2[0] and int(o2[1]) == int(o1[1]) + 1
+    phone.send("ACK", 2, to_tag=ok.to.tag)
+    phone.send("BYE", 3, to_tag=ok.to.tag)
+    assert phone.final().status == 200
+
+
+def test_opus_offer_is_answered_when_configured(server_factory) -> None:
+    srv = server_factory(rtp_extra='codecs = ["opus", "PCMU"]')
+    phone = Phone(srv)
+    phone.send("INVITE", 1, body=offer(phone.rtp.getsockname()[1], "96 0", "a=rtpmap:96 opus/48000/2\r\n"))
+    ok = phone.final()
+    assert ok.status == 200 and "a=rtpmap:96 opus/48000/2" in ok.body.decode()
+    phone.send("ACK", 1, to_tag=ok.to.tag)
+    phone.send("BYE", 2, to_tag=ok.to.tag)
+    assert phone.final().status == 200

@@ -70,55 +70,58 @@ def test_hold_and_unhold_by_reinvite(server: RunningServer, tmp_path: Path) -> N
     server.wait_log(r"call .* resumed")
 
 
+def answer_peer(tmp: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    """A pjsua2 UA answering on a free port; returns once it listens."""
+    port = free_port()
+    ready = tmp / "ready.json"
+    peer = subprocess.Popen([sys.executable, str(PEER), "answer", "--local-port", str(port), "--calls", "1",
+                             "--ready-file", str(ready), *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for _ in range(100):
+        if ready.exists():
+            break
+        time.sleep(0.1)
+    return peer, port
+
+
+def originate(srv: RunningServer, *args: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "acd.cli", "originate", "--config", str(srv.config),
+                          "--trunk", "local", "--to", "agent7", *args],
+                         capture_output=True, text=True, cwd=ROOT, timeout=20)
+    assert out.returncode == 0, out.stderr
+
+
+def peer_calls(peer: subprocess.Popen, timeout: float) -> list[dict]:
+    stdout, _ = peer.communicate(timeout=timeout)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return result.get("calls", []) if isinstance(result, dict) else result
+
+
+def trunk_to(port: int) -> str:
+    return f'[trunks.local]\nallow = ["127.0.0.0/8"]\nproxy = "sip:127.0.0.1:{port}"\n'
+
+
 def test_server_hangs_up_first_via_originate_to_pjsua(server_factory, tmp_path: Path) -> None:
     """Outbound: the server dials a pjsua2 UA through a trunk and hangs up after 1 s."""
-    port = free_port()
-    ready = tmp_path / "ready.json"
-    peer = subprocess.Popen([sys.executable, str(PEER), "answer", "--local-port", str(port), "--calls", "1",
-                             "--timeout", "20", "--ready-file", str(ready)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peer, port = answer_peer(tmp_path, "--timeout", "20")
     try:
-        trunks = f'[trunks.local]\nallow = ["127.0.0.0/8"]\nproxy = "sip:127.0.0.1:{port}"\n'
-        srv = server_factory(trunks=trunks)
-        for _ in range(100):
-            if ready.exists():
-                break
-            time.sleep(0.1)
-        out = subprocess.run([sys.executable, "-m", "acd.cli", "originate", "--config", str(srv.config),
-                              "--trunk", "local", "--to", "agent7", "--duration", "1"],
-                             capture_output=True, text=True, cwd=ROOT, timeout=20)
-        assert out.returncode == 0, out.stderr
-        stdout, _ = peer.communicate(timeout=20)
-        calls = json.loads(stdout.strip().splitlines()[-1])
-        calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
-        assert calls and calls[0]["answered"], stdout
+        srv = server_factory(trunks=trunk_to(port))
+        originate(srv, "--duration", "1")
+        calls = peer_calls(peer, 20)
+        assert calls and calls[0]["answered"], calls
         srv.wait_log(r"ended: local-bye")
     finally:
         peer.kill()
 
 
 def test_unanswered_outbound_call_is_cancelled_after_ring_timeout(server_factory, tmp_path: Path) -> None:
-    port = free_port()
-    ready = tmp_path / "ready.json"
-    # pjsua rings (180) for 20 s before it would answer
-    peer = subprocess.Popen([sys.executable, str(PEER), "answer", "--local-port", str(port), "--calls", "1",
-                             "--ring-ms", "20000", "--timeout", "25", "--ready-file", str(ready)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peer, port = answer_peer(tmp_path, "--ring-ms", "20000", "--timeout", "25")  # rings for 20 s
     try:
-        srv = server_factory(trunks=f'[trunks.local]\nallow = ["127.0.0.0/8"]\nproxy = "sip:127.0.0.1:{port}"\n')
-        for _ in range(100):
-            if ready.exists():
-                break
-            time.sleep(0.1)
-        out = subprocess.run([sys.executable, "-m", "acd.cli", "originate", "--config", str(srv.config),
-                              "--trunk", "local", "--to", "agent7", "--ring-timeout", "1.5"],
-                             capture_output=True, text=True, cwd=ROOT, timeout=20)
-        assert out.returncode == 0, out.stderr
+        srv = server_factory(trunks=trunk_to(port))
+        originate(srv, "--ring-timeout", "1.5")
         srv.wait_log(r"not answered in time, cancelling")
         srv.wait_log(r"ended: cancelled \(487\)")
-        stdout, _ = peer.communicate(timeout=25)
-        calls = json.loads(stdout.strip().splitlines()[-1])
-        calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
-        assert calls and not calls[0]["answered"], stdout
+        calls = peer_calls(peer, 25)
+        assert calls and not calls[0]["answered"], calls
     finally:
         peer.kill()
