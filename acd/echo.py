@@ -9,40 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter
 
-from acd.errors import AcdError
 
-__all__ = ["PortPool", "EchoStream", "MediaError"]
+__all__ = ["EchoStream"]
 
 log = logging.getLogger(__name__)
-
-
-class MediaError(AcdError):
-    """No RTP port could be had."""
-
-
-class PortPool:
-    """Even RTP ports (RTCP on +1, RFC 3550 §11) from a configured range."""
-
-    def __init__(self, port_min: int, port_max: int) -> None:
-        first = port_min + (port_min % 2)
-        self.free = list(range(first, port_max, 2))
-        random.shuffle(self.free)
-        self.used: set[int] = set()
-
-    def take(self) -> int:
-        if not self.free:
-            raise MediaError("RTP port range exhausted")
-        port = self.free.pop()
-        self.used.add(port)
-        return port
-
-    def give_back(self, port: int) -> None:
-        if port in self.used:
-            self.used.discard(port)
-            self.free.insert(0, port)
 
 
 class _Echo(asyncio.DatagramProtocol):

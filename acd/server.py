@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from acd.config_schema import Config
-from acd.echo import EchoStream, MediaError, PortPool
+from acd.echo import EchoStream
+from media.errors import MediaError
+from media.transport import PortPool
 from acd.errors import AcdError
 from acd.sip import sdp as sdpmod
 from acd.sip.call import Call, CallConnected, CallEnded, CallInfo, CallReoffer, IncomingCall

@@ -1,0 +1,232 @@
+"""The asyncio side of media: RTP/RTCP socket pairs from a port range, symmetric-RTP latching,
+and one shared 20 ms media clock for every stream of the process.
+
+Packets are parsed here and handed to sans-IO stream objects; malformed packets and packets
+from unexpected addresses are dropped and counted, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from media.errors import MalformedPacket, MediaError
+from media.rtp import RtpPacket, parse
+
+__all__ = ["PortPool", "RtpEndpoint", "MediaClock"]
+
+log = logging.getLogger(__name__)
+
+
+class PortPool:
+    """Even RTP ports from a configured range; RTCP uses port + 1 (RFC 3550 §11)."""
+
+    def __init__(self, port_min: int, port_max: int) -> None:
+        first = port_min + (port_min % 2)
+        self.free = list(range(first, port_max, 2))
+        random.shuffle(self.free)
+        self.used: set[int] = set()
+
+    def take(self) -> int:
+        if not self.free:
+            raise MediaError("RTP port range exhausted")
+        port = self.free.pop()
+        self.used.add(port)
+        return port
+
+    def give_back(self, port: int) -> None:
+        if port in self.used:
+            self.used.discard(port)
+            self.free.insert(0, port)
+
+
+def _bind(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _Socket(asyncio.DatagramProtocol):
+    def __init__(self, on_data: Callable[[bytes, tuple[Any, ...]], None]) -> None:
+        self.on_data = on_data
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.on_data(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("media socket error: %s", exc)
+
+
+class RtpEndpoint:
+    """An RTP socket and its RTCP socket, with symmetric RTP (RFC 4961).
+
+    We send to the address packets actually come from ("latching"), accepting them only from
+    the signalled IP unless ``nat`` is set, in which case any source may latch once; before
+    anything arrives we send to the signalled address."""
+
+    def __init__(self, address: str, port: int, *, nat: bool = False,
+                 on_rtp: Callable[[RtpPacket, float], None] | None = None,
+                 on_rtcp: Callable[[bytes, float], None] | None = None) -> None:
+        self.address = address
+        self.port = port
+        self.nat = nat
+        self.on_rtp = on_rtp
+        self.on_rtcp = on_rtcp
+        self.remote: tuple[str, int] | None = None  # signalled (from SDP)
+        self.remote_rtcp: tuple[str, int] | None = None
+        self.latched: tuple[str, int] | None = None
+        self.latched_rtcp: tuple[str, int] | None = None
+        self.stats: Counter[str] = Counter()
+        self._rtp: _Socket | None = None
+        self._rtcp: _Socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        rtp_sock = _bind(self.address, self.port)
+        try:
+            rtcp_sock = _bind(self.address, self.port + 1)
+        except OSError:
+            rtp_sock.close()
+            raise
+        _, self._rtp = await self._loop.create_datagram_endpoint(lambda: _Socket(self._on_rtp), sock=rtp_sock)
+        _, self._rtcp = await self._loop.create_datagram_endpoint(lambda: _Socket(self._on_rtcp), sock=rtcp_sock)
+
+    def set_remote(self, host: str, port: int, rtcp: tuple[str, int] | None = None) -> None:
+        """The address from SDP (re-INVITEs may change it: latching starts again)."""
+        if self.remote != (host, port):
+            self.latched = self.latched_rtcp = None
+        self.remote = (host, port)
+        self.remote_rtcp = rtcp or (host, port + 1)
+
+    def _accept(self, source: tuple[str, int], latched: tuple[str, int] | None) -> bool:
+        """Strict: only the signalled IP (its port may differ, NAT on their side). NAT mode:
+        the first source latches and is then the only one accepted (no RTP hijacking)."""
+        if self.nat:
+            return latched is None or latched == source
+        return self.remote is not None and source[0] == self.remote[0]
+
+    def _on_rtp(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        source = (addr[0], addr[1])
+        if not self._accept(source, self.latched):
+            self.stats["wrong_source"] += 1
+            return
+        try:
+            packet = parse(data)
+        except MalformedPacket:
+            self.stats["malformed_rtp"] += 1
+            return
+        if self.latched != source:
+            self.stats["latched"] += 1
+            self.latched = source
+        self.stats["rtp_in"] += 1
+        if self.on_rtp is not None:
+            assert self._loop is not None
+            self.on_rtp(packet, self._loop.time())
+
+    def _on_rtcp(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        source = (addr[0], addr[1])
+        if not self._accept(source, self.latched_rtcp):
+            self.stats["wrong_source_rtcp"] += 1
+            return
+        if len(data) < 8 or data[0] >> 6 != 2:
+            self.stats["malformed_rtcp"] += 1
+            return
+        self.latched_rtcp = source
+        self.stats["rtcp_in"] += 1
+        if self.on_rtcp is not None:
+            assert self._loop is not None
+            self.on_rtcp(data, self._loop.time())
+
+    def send_rtp(self, data: bytes) -> None:
+        dest = self.latched or self.remote
+        if dest is None or self._rtp is None or self._rtp.transport is None:
+            self.stats["rtp_unsendable"] += 1
+            return
+        self._rtp.transport.sendto(data, dest)
+        self.stats["rtp_out"] += 1
+
+    def send_rtcp(self, data: bytes) -> None:
+        dest = self.latched_rtcp or self.remote_rtcp
+        if dest is None or self._rtcp is None or self._rtcp.transport is None:
+            return
+        self._rtcp.transport.sendto(data, dest)
+        self.stats["rtcp_out"] += 1
+
+    def close(self) -> None:
+        for sock in (self._rtp, self._rtcp):
+            if sock is not None and sock.transport is not None:
+                sock.transport.close()
+
+
+class MediaClock:
+    """One timer for all streams: every ``period`` seconds each registered callback runs with
+    the tick's scheduled time. Deadlines are absolute (start + k·period) so the clock does not
+    drift; a tick that runs late is counted, and missed ticks are run at once to catch up."""
+
+    def __init__(self, period: float = 0.02) -> None:
+        self.period = period
+        self.callbacks: dict[int, Callable[[float], None]] = {}
+        self.stats: Counter[str] = Counter()
+        self._ids = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._next: float = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, callback: Callable[[float], None]) -> int:
+        self._ids += 1
+        self.callbacks[self._ids] = callback
+        if self._handle is None:
+            self._loop = asyncio.get_running_loop()
+            self._next = self._loop.time() + self.period
+            self._handle = self._loop.call_at(self._next, self._tick)
+        return self._ids
+
+    def remove(self, token: int) -> None:
+        self.callbacks.pop(token, None)
+        if not self.callbacks and self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        late = now - self._next
+        if late > self.period:
+            self.stats["late_ticks"] += 1
+        runs = 1 + max(0, int(late // self.period))
+        if runs > 5:  # a long stall: don't replay it all, resync instead
+            self.stats["resync"] += 1
+            self._next = now
+            runs = 1
+        for _ in range(runs):
+            tick = self._next
+            for callback in list(self.callbacks.values()):
+                try:
+                    callback(tick)
+                except MediaError as exc:
+                    self.stats["callback_error"] += 1
+                    log.warning("media tick error: %s", exc)
+            self.stats["ticks"] += 1
+            self._next += self.period
+        if self.callbacks:
+            self._handle = self._loop.call_at(self._next, self._tick)
+        else:
+            self._handle = None
