@@ -32,18 +32,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
 
 
-def run_rate(server, rate: int, seconds: float, workdir: Path) -> dict:
+def run_rate(pid: int, port: int, rate: int, seconds: float, workdir: Path) -> dict:
     calls = max(20, int(rate * seconds))
-    cwd = workdir / f"r{rate}"
+    cwd = workdir / f"r{rate}-{port}"
     cwd.mkdir()
-    cpu0, t0 = cpu_seconds(server.proc.pid), time.monotonic()
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
     out = subprocess.run(
-        ["sipp", f"127.0.0.1:{server.sip_port}", "-sn", "uac", "-s", "echo", "-m", str(calls), "-r", str(rate),
+        ["sipp", f"127.0.0.1:{port}", "-sn", "uac", "-s", "echo", "-m", str(calls), "-r", str(rate),
          "-l", str(max(rate * 2, 50)), "-i", "127.0.0.1", "-p", str(free_port()), "-nostdin",
          "-timeout", str(int(seconds * 4 + 20)), "-trace_stat", "-fd", "1"],
         cwd=cwd, capture_output=True, text=True)
     wall = time.monotonic() - t0
-    cpu = cpu_seconds(server.proc.pid) - cpu0
+    cpu = cpu_seconds(pid) - cpu0
     stats = sorted(cwd.glob("*_.csv"))
     row: dict[str, str] = {}
     if stats:
@@ -63,26 +63,44 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "srv").mkdir()
+        rates = [int(r) for r in args.rates.split(",")]
+        # baseline in the same run: sipp's own UAS (C++, no media) under the same load
+        port = free_port()
+        uas = subprocess.Popen(["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-nostdin"],
+                               cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            base = sweep("baseline: sipp -sn uas", uas.pid, port, rates, args.seconds, work)
+        finally:
+            uas.kill()
         # info level, as in production: one log line per call event is part of the cost
         server = start_server(work / "srv", transports=("udp",), log_level="info", rtp_ports=4000)
         try:
-            best = 0
-            print(f"{'rate':>6} {'calls':>6} {'ok':>6} {'failed':>6} {'cps':>8} {'cpu ms/call':>12} {'server cpu':>10}")
-            for rate in (int(r) for r in args.rates.split(",")):
-                r = run_rate(server, rate, args.seconds, work)
-                print(f"{r['rate']:>6} {r['calls']:>6} {r['ok']:>6} {r['failed']:>6} {r['achieved_cps']:>8.1f} "
-                      f"{r['cpu_ms_per_call']:>12.2f} {r['server_cpu_pct']:>9.0f}%", flush=True)
-                if r["failed"] == 0 and r["achieved_cps"] >= 0.9 * rate:
-                    best = max(best, rate)
-                elif r["failed"]:
-                    break
-                time.sleep(1.0)
+            best = sweep("Homeline echo test (SDP negotiation, RTP port, echo socket per call)",
+                         server.proc.pid, server.sip_port, rates, args.seconds, work)
             st = server.status()
             print("server counters:", {k: v for k, v in {**st["sip"], **st["transport"]}.items() if v})
-            print(f"highest rate sustained (>= 90 % of it achieved) with zero failed calls: {best} calls/s (target for later tuning: >= 300)")
         finally:
             server.stop(signal.SIGTERM)
+        print(f"\nhighest rate sustained (>= 90 % achieved, zero failed calls): Homeline {best} calls/s, "
+              f"sipp uas baseline {base} calls/s (target for later tuning: >= 300)")
     return 0
+
+
+def sweep(title: str, pid: int, port: int, rates: list[int], seconds: float, work: Path) -> int:
+    print(f"\n{title}")
+    print(f"{'rate':>6} {'calls':>6} {'ok':>6} {'failed':>6} {'cps':>8} {'cpu ms/call':>12} {'cpu':>6}")
+    best = 0
+    for rate in rates:
+        r = run_rate(pid, port, rate, seconds, work)
+        print(f"{r['rate']:>6} {r['calls']:>6} {r['ok']:>6} {r['failed']:>6} {r['achieved_cps']:>8.1f} "
+              f"{r['cpu_ms_per_call']:>12.2f} {r['server_cpu_pct']:>5.0f}%", flush=True)
+        if r["failed"] == 0 and r["achieved_cps"] >= 0.9 * rate:
+            best = max(best, rate)
+        elif r["failed"]:
+            break
+        time.sleep(1.0)
+    return best
 
 
 if __name__ == "__main__":
