@@ -77,6 +77,37 @@ def cmd_originate(args: argparse.Namespace) -> int:
     return 0 if "error" not in reply else 1
 
 
+def cmd_erlang(args: argparse.Namespace) -> int:
+    from acd.erlang import agents_for_service_level, erlang_a, erlang_c
+
+    if args.service_level is not None:
+        result = agents_for_service_level(args.calls_per_hour, args.aht, args.service_level / 100
+                                          if args.service_level > 1 else args.service_level,
+                                          args.target_seconds, args.patience)
+    elif args.agents is None:
+        raise AcdError("give --agents N, or --service-level X to find the agents needed")
+    elif args.patience:
+        result = erlang_a(args.calls_per_hour, args.aht, args.agents, args.patience, args.target_seconds)
+    else:
+        result = erlang_c(args.calls_per_hour, args.aht, args.agents, args.target_seconds)
+    if args.json:
+        sys.stdout.write(json.dumps(result.as_dict()) + "\n")
+        return 0
+    model = "Erlang A" if result.model == "erlang-a" else "Erlang C"
+    lines = [
+        f"{model}: {result.calls_per_hour:g} calls/h, AHT {result.aht_s:g} s, {result.agents} agents "
+        f"({result.offered_erlangs:.2f} Erlang offered)",
+        f"  P(wait)        {result.p_wait:.4f}",
+        f"  ASA            {result.asa_s:.2f} s",
+        f"  service level  {100 * result.service_level:.1f} % answered within {result.target_s:g} s",
+        f"  occupancy      {100 * result.occupancy:.1f} %",
+    ]
+    if result.patience_s:
+        lines.append(f"  abandonment    {100 * result.abandon_rate:.2f} % (mean patience {result.patience_s:g} s)")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="acd", description="Homeline contact-center server")
     p.add_argument("--version", action="version", version=f"acd (Homeline) {__version__}")
@@ -100,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--duration", type=float, help="hang up after this many seconds")
     o.add_argument("--ring-timeout", type=float, default=60.0, help="cancel if not answered in this time")
     o.set_defaults(func=cmd_originate)
+    e = sub.add_parser("erlang", help="staffing: Erlang C, or Erlang A with --patience; "
+                                      "--service-level finds the agents needed")
+    e.add_argument("--calls-per-hour", type=float, required=True)
+    e.add_argument("--aht", type=float, required=True, help="average handle time, seconds")
+    e.add_argument("--agents", type=int)
+    e.add_argument("--target-seconds", type=float, default=20.0, help="service-level target (default 20 s)")
+    e.add_argument("--patience", type=float, help="mean caller patience in seconds (Erlang A)")
+    e.add_argument("--service-level", type=float, help="find the fewest agents reaching this (0.8 or 80)")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_erlang)
     return p
 
 
@@ -110,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")  # FILE: KEY: REASON
         return 1
-    except AcdError as exc:
+    except (AcdError, ValueError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
     except KeyboardInterrupt:
