@@ -1,4 +1,4 @@
-"""``acd`` command line: serve, check-config, status, --version."""
+"""``acd`` command line: serve, check-config, status, originate, erlang, prompts, recordings."""
 
 from __future__ import annotations
 
@@ -108,6 +108,52 @@ def cmd_erlang(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prompts_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from media.errors import MediaError
+    from media.prompt_build import build_default_moh, build_prompts
+
+    if args.dir:
+        directory = Path(args.dir)
+    elif args.config:
+        directory = load_config(args.config).server.data_dir / "prompts"
+    else:
+        directory = Path("data/prompts")
+    moh_dir = directory.parent / "moh"  # music on hold sits next to the prompts
+    try:
+        built = build_prompts(directory, voice=args.voice, rate=args.rate, force=args.force)
+        music = build_default_moh(moh_dir, rate=args.rate)
+    except MediaError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    sys.stdout.write(f"{directory}: {len(built)} prompt(s) built\n")
+    sys.stdout.write(f"{music}: default music on hold written\n" if music
+                     else f"{moh_dir}: music on hold present, kept\n")
+    return 0
+
+
+def cmd_recordings_repair(args: argparse.Namespace) -> int:
+    from media.errors import MediaError
+    from media.recording import repair
+
+    status = 0
+    for name in args.files:
+        try:
+            r = repair(name)
+        except MediaError as exc:
+            sys.stderr.write(f"{exc}\n")
+            status = 1
+            continue
+        if r.changed:
+            cut = f", {r.truncated_bytes} byte(s) of a partial frame cut" if r.truncated_bytes else ""
+            sys.stdout.write(f"{name}: repaired: header said {r.header_duration:.3f} s, "
+                             f"now {r.duration:.3f} s{cut}\n")
+        else:
+            sys.stdout.write(f"{name}: ok, {r.duration:.3f} s, nothing to repair\n")
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="acd", description="Homeline contact-center server")
     p.add_argument("--version", action="version", version=f"acd (Homeline) {__version__}")
@@ -141,6 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--service-level", type=float, help="find the fewest agents reaching this (0.8 or 80)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_erlang)
+    pr = sub.add_parser("prompts", help="voice prompts").add_subparsers(dest="action", required=True)
+    pb = pr.add_parser("build", help="speak the missing standard prompts with espeak-ng, and write "
+                                     "default hold music (in the sibling moh/) if there is none")
+    pb.add_argument("--dir", help="prompts directory (default: DATA_DIR/prompts with --config, "
+                                  "else ./data/prompts)")
+    pb.add_argument("--config", help="configuration file whose server.data_dir holds the prompts")
+    pb.add_argument("--voice", default="en-us+f3", help="espeak-ng voice (default en-us+f3)")
+    pb.add_argument("--rate", type=int, default=16000, help="sample rate of the files (default 16000)")
+    pb.add_argument("--force", action="store_true", help="rebuild all, replacing recorded prompts too")
+    pb.set_defaults(func=cmd_prompts_build)
+    rc = sub.add_parser("recordings", help="call recordings").add_subparsers(dest="action", required=True)
+    rr = rc.add_parser("repair", help="fix the WAV header of recordings cut short by a crash")
+    rr.add_argument("files", nargs="+", metavar="FILE")
+    rr.set_defaults(func=cmd_recordings_repair)
     return p
 
 
