@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/demo.toml
 
 APT_RUNTIME := libopus0 libportaudio2 ca-certificates
-APT_TEST    := sip-tester baresip-core espeak-ng sox
+APT_TEST    := sip-tester baresip-core espeak-ng sox tshark
 APT_VENV    := python3-venv
 
 .PHONY: demo test deps test-deps bench clean

@@ -62,7 +62,7 @@ SIP_KEYS = ("external_address", "unknown_source", "max_message_bytes", "auth_fai
             "timers", "listen")
 TIMER_KEYS = ("t1_ms", "t2_ms", "t4_ms")
 LISTEN_KEYS = ("transport", "address", "port", "cert", "key")
-RTP_KEYS = ("address", "port_min", "port_max", "codecs", "ptime_ms", "nat")
+RTP_KEYS = ("address", "port_min", "port_max", "codecs", "ptime_ms", "nat", "jitter_min_ms", "jitter_max_ms")
 WEB_KEYS = ("address", "port", "tls", "cert", "key")
 TRUNK_KEYS = ("allow", "username", "password", "realm", "proxy", "from_user",
               "options_interval", "register")
@@ -428,8 +428,13 @@ def _rtp(t: _Table, sip: SipConfig) -> RtpConfig:
     ptime = t.integer("ptime_ms", RtpConfig.ptime_ms, 10, 60)
     if ptime not in PTIMES:
         t.fail("ptime_ms", f"must be one of {', '.join(map(str, PTIMES))}, got {ptime}")
+    jitter_min = t.integer("jitter_min_ms", RtpConfig.jitter_min_ms, 0, 500)
+    jitter_max = t.integer("jitter_max_ms", RtpConfig.jitter_max_ms, 20, 2000)
+    if jitter_max < jitter_min:
+        t.fail("jitter_max_ms", f"must be at least jitter_min_ms ({jitter_min}), got {jitter_max}")
     return RtpConfig(address=address, port_min=port_min, port_max=port_max, codecs=codecs,
-                     ptime_ms=ptime, nat=t.boolean("nat", RtpConfig.nat))
+                     ptime_ms=ptime, nat=t.boolean("nat", RtpConfig.nat),
+                     jitter_min_ms=jitter_min, jitter_max_ms=jitter_max)
 
 
 def _web(t: _Table, sip: SipConfig) -> WebConfig:

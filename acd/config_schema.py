@@ -122,6 +122,8 @@ class RtpConfig:
     codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
     ptime_ms: int = 20
     nat: bool = False
+    jitter_min_ms: int = 20
+    jitter_max_ms: int = 200
 
 
 @dataclass(frozen=True)

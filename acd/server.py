@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from acd.config_schema import Config
-from acd.echo import EchoStream
+from acd.media_session import CallMedia, params_from_sdp
 from media.errors import MediaError
-from media.transport import PortPool
+from media.transport import MediaClock, PortPool
 from acd.errors import AcdError
 from acd.sip import sdp as sdpmod
 from acd.sip.call import Call, CallConnected, CallEnded, CallInfo, CallReoffer, IncomingCall
@@ -77,7 +77,8 @@ class Server:
             codecs=tuple(TRUNK_CODECS[c] for c in config.rtp.codecs),
             ptime=config.rtp.ptime_ms)
         self.ports = PortPool(config.rtp.port_min, config.rtp.port_max)
-        self.media: dict[Call, EchoStream] = {}
+        self.media: dict[Call, CallMedia | None] = {}  # calls holding an RTP port; None until media opens
+        self.clock = MediaClock(config.rtp.ptime_ms / 1000)
         self.registrations: dict[str, Registration] = {}
         self.keepalives: dict[str, Keepalive] = {}
         self.contact_users = {"homeline"}  # Request-URI users that mean "look at To" (registered contacts)
@@ -171,9 +172,8 @@ class Server:
             self.transport.flush()
             if self.registrations:
                 await asyncio.sleep(0.5)  # let the un-REGISTERs go out (and usually be answered)
-        for stream in self.media.values():
-            stream.close()
-        self.media.clear()
+        for call in list(self.media):
+            self._release(call)
         if self._control is not None:
             self._control.close()
             (self.data_dir / CONTROL_SOCKET).unlink(missing_ok=True)
@@ -240,37 +240,64 @@ class Server:
         app["sdp_id"], app["sdp_version"] = offer.origin.sess_id, 0
         return offer.to_bytes()
 
+    def _reserve(self, call: Call) -> int:
+        port = self.ports.take()
+        call.app["rtp_port"] = port
+        self.media[call] = None
+        self._idle.clear()
+        return port
+
+    def _release(self, call: Call) -> None:
+        media = self.media.pop(call, None)
+        if media is not None:
+            snap = media.close(self.transport.now if self.transport else 0.0)
+            call.app["quality"] = snap.as_dict()
+        port = call.app.pop("rtp_port", None)
+        if port is not None:
+            self.ports.give_back(port)
+        if not self.media:
+            self._idle.set()
+
+    async def _open_media(self, call: Call, stream: sdpmod.NegotiatedStream) -> bool:
+        """Start the call's media on its reserved port (the echo test for now)."""
+        params = params_from_sdp(stream, min_delay_ms=self.config.rtp.jitter_min_ms,
+                                 max_delay_ms=self.config.rtp.jitter_max_ms)
+        media = CallMedia(self.clock, self.config.rtp.address, call.app["rtp_port"], params,
+                          self.transport.now if self.transport else 0.0, nat=self.config.rtp.nat,
+                          on_dtmf=lambda ev: log.info("call %s DTMF %s", call.call_id, ev), label=call.call_id)
+        try:
+            await media.open((stream.remote_address, stream.remote_port))
+        except OSError as exc:
+            log.warning("call %s: cannot open RTP port %d: %s", call.call_id, media.port, exc)
+            return False
+        if call.ended or call not in self.media:  # hung up while the socket opened
+            media.close(0.0)
+            return False
+        media.update(stream, self.transport.now if self.transport else 0.0)
+        self.media[call] = media
+        return True
+
     async def _answer_echo(self, call: Call) -> None:
         try:
-            port = self.ports.take()
+            port = self._reserve(call)
         except MediaError:
             self._act(call, "reject", (503, "No media ports", ()))
             return
-        if call.remote_sdp:
-            try:
-                answer, streams = self._negotiate(call, call.remote_sdp, port)
-            except RemoteProtocolError as exc:
-                self.ports.give_back(port)
-                self._act(call, "reject", (exc.status, exc.reason[:80], ()))
-                return
-            remote_ip = streams[0].remote_address
-        else:
-            # delayed offer: we offer in the 200, the answer comes in the ACK
-            answer, remote_ip = self._offer(call.app, port), call.peer.host
-        stream = EchoStream(self.config.rtp.address, port, remote_ip, nat=self.config.rtp.nat)
+        if not call.remote_sdp:
+            # delayed offer: we offer in the 200, the answer comes in the ACK (media opens then)
+            self._act(call, "answer", self._offer(call.app, port))
+            return
         try:
-            await stream.start()
-        except OSError as exc:
-            self.ports.give_back(port)
-            log.warning("cannot open RTP port %d: %s", port, exc)
-            self._act(call, "reject", (503, "Media port unavailable", ()))
+            answer, streams = self._negotiate(call, call.remote_sdp, port)
+        except RemoteProtocolError as exc:
+            self._release(call)
+            self._act(call, "reject", (exc.status, exc.reason[:80], ()))
             return
-        if call.ended:  # cancelled while we opened the socket
-            stream.close()
-            self.ports.give_back(port)
+        if not await self._open_media(call, streams[0]):
+            if not call.ended:
+                self._release(call)
+                self._act(call, "reject", (503, "Media port unavailable", ()))
             return
-        self.media[call] = stream
-        self._idle.clear()
         self._act(call, "answer", answer)
 
     # -- trunk registration and keepalive ------------------------------------------------
@@ -342,22 +369,15 @@ class Server:
         proxy = parse_uri(trunk.proxy)
         infos = await asyncio.get_running_loop().getaddrinfo(proxy.host, proxy.effective_port)
         dest = Peer(proxy.transport, infos[0][4][0], proxy.effective_port)
-        port = self.ports.take()
-        stream = EchoStream(self.config.rtp.address, port, dest.host, nat=True)
-        try:
-            await stream.start()
-        except OSError:
-            self.ports.give_back(port)
-            raise
         host, _ = self._sent_by(dest.transport)
         uri = str(replace(proxy, user=number))
         assert self.transport is not None
-        app: dict[str, Any] = {}
+        port = self.ports.take()
+        app: dict[str, Any] = {"rtp_port": port, "hangup_after": duration}
         call = self.ua.invite(uri, dest, self.transport.now, sdp=self._offer(app, port), trunk=trunk.name,
                               from_uri=f"sip:{trunk.from_user}@{format_host(host)}")
         call.app.update(app)
-        call.app["hangup_after"] = duration
-        self.media[call] = stream
+        self.media[call] = None
         self._idle.clear()
         self.counters["calls_out"] += 1
         log.info("call %s: dialling %s through trunk %s", call.call_id, number, trunk.name)
@@ -391,7 +411,6 @@ class Server:
         log.info("call %s connected", call.call_id)
         if "offer" not in call.app:
             return
-        stream = self.media.get(call)
         try:
             if not call.remote_sdp:
                 raise RemoteProtocolError("no SDP answer")  # §13.2.1: it must come with 2xx/ACK
@@ -400,39 +419,36 @@ class Server:
             log.warning("call %s: unusable answer (%s), hanging up", call.call_id, exc.reason)
             self._act(call, "hangup")
             return
-        if stream is not None:
-            stream.remote_ip = streams[0].remote_address
+        asyncio.get_running_loop().create_task(self._open_media(call, streams[0]))
         after = call.app.get("hangup_after")
         if after:
             asyncio.get_running_loop().call_later(after, lambda: None if call.ended else self._act(call, "hangup"))
 
     def _reoffer(self, call: Call, offer: bytes) -> None:
-        stream = self.media.get(call)
-        if stream is None or not offer:
+        media = self.media.get(call)
+        if media is None or not offer:
             self._act(call, "reoffer_reject", 488)
             return
         try:
-            answer, streams = self._negotiate(call, offer, stream.port)
+            answer, streams = self._negotiate(call, offer, media.port)
         except RemoteProtocolError as exc:
             self._act(call, "reoffer_reject", exc.status)
             return
         hold = streams[0].remote_hold
-        stream.paused = hold
+        media.update(streams[0], self.transport.now if self.transport else 0.0)
         log.info("call %s %s", call.call_id, "on hold" if hold else "resumed")
         self._act(call, "reoffer_answer", answer)
 
     def _ended(self, ev: CallEnded) -> None:
         call = ev.call
-        stream = self.media.pop(call, None)
-        if stream is not None:
-            stream.close()
-            self.ports.give_back(stream.port)
-        if not self.media:
-            self._idle.set()
+        self._release(call)
         duration = (call.ended_at or 0) - (call.answered_at or call.ended_at or 0)
         self.counters["calls_ended"] += 1
-        log.info("call %s ended: %s%s after %.1f s", call.call_id, ev.cause,
-                 f" ({ev.status})" if ev.status else "", duration)
+        quality = call.app.get("quality")
+        log.info("call %s ended: %s%s after %.1f s%s", call.call_id, ev.cause,
+                 f" ({ev.status})" if ev.status else "", duration,
+                 f"; quality: MOS {quality['mos']:.2f}, loss {quality['loss_pct']:.1f} %, jitter "
+                 f"{quality['jitter_ms']:.1f} ms" if quality else "")
 
     # -- status ----------------------------------------------------------------------------
 

@@ -2,9 +2,10 @@
 
 The server, the softphone and the call reports all read the same :class:`QualitySnapshot`.
 
-E-model (ITU-T G.107 (06/2015), narrowband): R = Ro − Is − Id − Ie,eff + A, computed in full from
-the §7 default parameters (which give R = 93.2), with the mouth-to-ear delay entering as
-T = Ta = one-way delay and Tr = 2 × one-way delay (talker echo path over an echo-cancelled VoIP
+E-model (ITU-T G.107, narrowband; section numbers as in the 03/2005 edition, formulas identical to
+later editions at their default mT = 100 ms, sT = 1): R = Ro − Is − Id − Ie,eff + A, computed in
+full from the default parameter values (which give R = 93.2), with the mouth-to-ear delay entering
+as T = Ta = one-way delay and Tr = 2 × one-way delay (talker echo path over an echo-cancelled VoIP
 leg). Codec impairments:
 
 - G.711 (PCMU/PCMA): Ie = 0, Bpl = 25.1 with PLC (G.711 Appendix I), 4.3 without — ITU-T G.113
@@ -65,7 +66,7 @@ CODEC_IMPAIRMENTS: dict[str, CodecImpairment] = {
 
 @dataclass(frozen=True, slots=True)
 class EModelParams:
-    """ITU-T G.107 Table 1 default values (§7); A = 0 for wired access."""
+    """The G.107 default values of the E-model inputs; A = 0 for wired access."""
 
     slr: float = 8.0
     rlr: float = 2.0

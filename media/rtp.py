@@ -33,6 +33,9 @@ class RtpPacket:
     padding: int = 0  # bytes of padding to add when building (§5.1 P bit)
 
     def to_bytes(self) -> bytes:
+        if len(self.csrcs) > 15 or not 0 <= self.payload_type <= 127 or not 0 <= self.sequence <= 0xFFFF \
+                or not 0 <= self.padding <= 255:
+            raise ValueError(f"RTP field out of range in {self!r}")  # §5.1: CC is 4 bits, PT 7
         b0 = (RTP_VERSION << 6) | (0x20 if self.padding else 0) | (0x10 if self.extension else 0) | len(self.csrcs)
         b1 = (0x80 if self.marker else 0) | (self.payload_type & 0x7F)
         out = [_HEADER.pack(b0, b1, self.sequence & 0xFFFF, self.timestamp & 0xFFFFFFFF, self.ssrc & 0xFFFFFFFF)]
@@ -40,8 +43,8 @@ class RtpPacket:
             out.append(struct.pack(f"!{len(self.csrcs)}I", *self.csrcs))
         if self.extension is not None:
             ext_id, data = self.extension
-            if len(data) % 4:
-                raise ValueError("RTP header extension length must be a multiple of 4")
+            if not 0 <= ext_id <= 0xFFFF or len(data) % 4 or len(data) // 4 > 0xFFFF:
+                raise ValueError("RTP header extension: 16-bit id and a length that is a multiple of 4")
             out.append(struct.pack("!HH", ext_id, len(data) // 4) + data)
         out.append(self.payload)
         if self.padding:

@@ -21,7 +21,15 @@ from media.dtmf import DtmfEvent, DtmfReceiver, DtmfSender
 from media.errors import MalformedPacket
 from media.jitter import JitterBuffer
 from media.quality import QualitySnapshot, StreamQuality
-from media.rtcp import ReceiverReport, SenderReport, SourceDescription, build_compound, parse_compound, rtcp_interval
+from media.rtcp import (
+    Bye,
+    ReceiverReport,
+    SenderReport,
+    SourceDescription,
+    build_compound,
+    parse_compound,
+    rtcp_interval,
+)
 from media.rtp import RtpPacket
 from media.stats import ReceiverStats, SenderStats
 
@@ -179,7 +187,10 @@ class AudioStream:
         blocks = (self.receiver.report_block(now),) if self.receiver.valid else ()
         self.quality.observe(self.receiver)
         head = self.sender.sender_report(now, blocks) if self._sent_any else ReceiverReport(self.ssrc, blocks)
-        return build_compound([head, SourceDescription.cname(self.ssrc, self.cname)])
+        packets: list[Any] = [head, SourceDescription.cname(self.ssrc, self.cname)]
+        if bye:
+            packets.append(Bye((self.ssrc,), "call ended"))  # §6.6
+        return build_compound(packets)
 
     def snapshot(self) -> QualitySnapshot:
         self.quality.playout_delay_ms = self.jitter.current_delay_ms

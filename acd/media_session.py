@@ -1,0 +1,112 @@
+"""A call leg's media on the server: an RTP endpoint and an :class:`AudioStream`, ticked by the
+process-wide media clock. What the leg sends comes from a *source* (the echo of what it
+received, music, a prompt, later the other leg of a bridge); what it receives goes to a sink.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from acd.sip.sdp import NegotiatedStream
+from media.dtmf import DtmfEvent
+from media.quality import QualitySnapshot
+from media.stream import AudioStream, StreamParams
+from media.transport import MediaClock, RtpEndpoint
+
+__all__ = ["CallMedia", "params_from_sdp"]
+
+log = logging.getLogger(__name__)
+
+Source = Callable[[np.ndarray, float], "np.ndarray | None"]
+
+
+def params_from_sdp(stream: NegotiatedStream, *, min_delay_ms: int = 20, max_delay_ms: int = 200) -> StreamParams:
+    return StreamParams(stream.payload_type, stream.codec, ptime_ms=stream.ptime,
+                        telephone_event_pt=stream.telephone_event_pt,
+                        min_delay_ms=min_delay_ms, max_delay_ms=max_delay_ms)
+
+
+def echo_source(received: np.ndarray, now: float) -> np.ndarray:
+    """The echo test: send back the frame just played out of the jitter buffer."""
+    return received
+
+
+class CallMedia:
+    """One call leg's audio. ``source(received_frame, now)`` gives the frame to send (None: send
+    nothing this tick); ``on_dtmf`` gets RFC 4733 digits."""
+
+    def __init__(self, clock: MediaClock, address: str, port: int, params: StreamParams, now: float, *,
+                 nat: bool = False, source: Source = echo_source,
+                 on_dtmf: Callable[[DtmfEvent], None] | None = None, label: str = "") -> None:
+        self.clock = clock
+        self.label = label
+        self.params = params
+        self.stream = AudioStream(params, now)
+        self.endpoint = RtpEndpoint(address, port, nat=nat, on_rtp=self._on_rtp, on_rtcp=self._on_rtcp)
+        self.source = source
+        self.on_dtmf = on_dtmf
+        self.sending = True  # False while the far end holds us (RFC 3264 §8.4: we are recvonly)
+        self._token: int | None = None
+
+    @property
+    def port(self) -> int:
+        return self.endpoint.port
+
+    async def open(self, remote: tuple[str, int]) -> None:
+        await self.endpoint.open()
+        self.endpoint.set_remote(*remote)
+        self._token = self.clock.add(self._tick)
+
+    def update(self, negotiated: NegotiatedStream, now: float) -> None:
+        """A re-INVITE: new remote address, direction, maybe a new codec (a new stream then)."""
+        self.endpoint.set_remote(negotiated.remote_address, negotiated.remote_port)
+        self.sending = negotiated.direction in ("sendrecv", "sendonly")
+        params = params_from_sdp(negotiated, min_delay_ms=self.params.min_delay_ms,
+                                 max_delay_ms=self.params.max_delay_ms)
+        if (params.codec, params.payload_type, params.ptime_ms) != (
+                self.params.codec, self.params.payload_type, self.params.ptime_ms):
+            log.info("%s: codec now %s/%d", self.label, params.codec, params.payload_type)
+            self.params = params
+            self.stream = AudioStream(params, now, ssrc=self.stream.ssrc)
+
+    def send_dtmf(self, digit: str, now: float, duration_ms: int = 100) -> None:
+        self.stream.send_dtmf(digit, now, duration_ms)
+
+    def _on_rtp(self, packet: Any, now: float) -> None:
+        for event in self.stream.receive_rtp(packet, now):
+            if self.on_dtmf is not None:
+                self.on_dtmf(event)
+
+    def _on_rtcp(self, data: bytes, now: float) -> None:
+        self.stream.receive_rtcp(data, now)
+
+    def _tick(self, now: float) -> None:
+        stream = self.stream
+        received = stream.playout(now)
+        out = self.source(received, now) if self.sending else None
+        for data in stream.send(out, now):
+            self.endpoint.send_rtp(data)
+        report = stream.rtcp(now)
+        if report is not None:
+            self.endpoint.send_rtcp(report)
+        for event in stream.poll_dtmf(now):
+            if self.on_dtmf is not None:
+                self.on_dtmf(event)
+
+    def snapshot(self) -> QualitySnapshot:
+        return self.stream.snapshot()
+
+    def close(self, now: float) -> QualitySnapshot:
+        if self._token is not None:
+            self.clock.remove(self._token)
+            self._token = None
+            report = self.stream.rtcp(now, bye=True)
+            if report is not None:
+                self.endpoint.send_rtcp(report)
+        snap = self.snapshot()
+        self.endpoint.close()
+        return snap
