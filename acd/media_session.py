@@ -6,6 +6,7 @@ received, music, a prompt, later the other leg of a bridge); what it receives go
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -99,6 +100,14 @@ class CallMedia:
 
     def snapshot(self) -> QualitySnapshot:
         return self.stream.snapshot()
+
+    def counters(self) -> Counter[str]:
+        """Socket, stream and jitter-buffer counters (dropped, malformed, concealed, late…)."""
+        out: Counter[str] = Counter(self.endpoint.stats)
+        out.update(self.stream.stats)
+        out.update({f"jitter_{k}": v for k, v in self.stream.jitter.stats.items()})
+        out.update({f"codec_{k}": v for k, v in self.stream.decoder.stats.items()})
+        return out
 
     def close(self, now: float) -> QualitySnapshot:
         if self._token is not None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from acd.config_schema import Config
 from acd.media_session import CallMedia, params_from_sdp
+from media.dtmf import DtmfEnd, DtmfEvent, DtmfParseError, parse_dtmf_relay
 from media.errors import MediaError
 from media.transport import MediaClock, PortPool
 from acd.errors import AcdError
@@ -79,6 +80,7 @@ class Server:
         self.ports = PortPool(config.rtp.port_min, config.rtp.port_max)
         self.media: dict[Call, CallMedia | None] = {}  # calls holding an RTP port; None until media opens
         self.clock = MediaClock(config.rtp.ptime_ms / 1000)
+        self.media_counters: Counter[str] = Counter()  # of ended calls; active ones are added live
         self.registrations: dict[str, Registration] = {}
         self.keepalives: dict[str, Keepalive] = {}
         self.contact_users = {"homeline"}  # Request-URI users that mean "look at To" (registered contacts)
@@ -193,7 +195,7 @@ class Server:
         elif isinstance(ev, CallEnded):
             self._ended(ev)
         elif isinstance(ev, CallInfo):
-            log.info("call %s INFO %s", ev.call.call_id, ev.content_type)
+            self._info(ev)
 
     def _act(self, call: Call, action: str, arg: Any = None) -> None:
         assert self.transport is not None
@@ -252,6 +254,7 @@ class Server:
         if media is not None:
             snap = media.close(self.transport.now if self.transport else 0.0)
             call.app["quality"] = snap.as_dict()
+            self.media_counters.update(media.counters())
         port = call.app.pop("rtp_port", None)
         if port is not None:
             self.ports.give_back(port)
@@ -264,7 +267,7 @@ class Server:
                                  max_delay_ms=self.config.rtp.jitter_max_ms)
         media = CallMedia(self.clock, self.config.rtp.address, call.app["rtp_port"], params,
                           self.transport.now if self.transport else 0.0, nat=self.config.rtp.nat,
-                          on_dtmf=lambda ev: log.info("call %s DTMF %s", call.call_id, ev), label=call.call_id)
+                          on_dtmf=lambda ev: self._dtmf_event(call, ev), label=call.call_id)
         try:
             await media.open((stream.remote_address, stream.remote_port))
         except OSError as exc:
@@ -424,6 +427,27 @@ class Server:
         if after:
             asyncio.get_running_loop().call_later(after, lambda: None if call.ended else self._act(call, "hangup"))
 
+    def _dtmf_event(self, call: Call, event: DtmfEvent) -> None:
+        if isinstance(event, DtmfEnd):
+            self._dtmf(call, event.digit, event.duration_ms, event.source)
+
+    def _info(self, ev: CallInfo) -> None:
+        kind = ev.content_type.split(";")[0].strip().lower()
+        if kind not in ("application/dtmf-relay", "application/dtmf"):
+            log.info("call %s INFO %s ignored", ev.call.call_id, kind)
+            return
+        try:
+            digit, duration = parse_dtmf_relay(ev.body, kind)
+        except DtmfParseError as exc:
+            log.info("call %s: bad DTMF INFO body: %s", ev.call.call_id, exc)
+            return
+        self._dtmf(ev.call, digit, duration, "sip-info")
+
+    def _dtmf(self, call: Call, digit: str, duration_ms: int, source: str) -> None:
+        """One key press, whatever carried it (RFC 4733, SIP INFO; in-band later for IVR)."""
+        call.app.setdefault("digits", []).append(digit)
+        log.info("call %s DTMF %s (%s, %d ms)", call.call_id, digit, source, duration_ms)
+
     def _reoffer(self, call: Call, offer: bytes) -> None:
         media = self.media.get(call)
         if media is None or not offer:
@@ -461,6 +485,8 @@ class Server:
             "sip": dict(self.ua.stats),
             "transport": dict(self.transport.stats) if self.transport else {},
             "admission": dict(self.admission.stats),
+            "media": dict(sum((m.counters() for m in self.media.values() if m is not None),
+                              Counter(self.media_counters)) + Counter(self.clock.stats)),
             "trunks": self._trunk_status(),
         }
 

@@ -155,3 +155,25 @@ def test_opus_offer_is_answered_when_configured(server_factory) -> None:
     phone.send("ACK", 1, to_tag=ok.to.tag)
     phone.send("BYE", 2, to_tag=ok.to.tag)
     assert phone.final().status == 200
+
+
+def test_bad_media_is_dropped_and_counted_and_the_call_goes_on(server: RunningServer) -> None:
+    phone = Phone(server)
+    phone.send("INVITE", 1, body=SDP_OFFER.format(port=phone.rtp.getsockname()[1]))
+    ok = phone.final()
+    _, port = sdp_address_and_port(ok.body)
+    phone.send("ACK", 1, to_tag=ok.to.tag)
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind(("127.0.0.2", 0))
+    good = bytes([0x80, 0x00, 0x00, 0x01]) + b"\x00" * 8 + b"\x90" * 160
+    stranger.sendto(good, ("127.0.0.1", port))  # RTP from an address the SDP did not name
+    stranger.close()
+    for junk in (b"\x00" * 5, b"\x40" + b"\x00" * 20, bytes([0xA0, 0, 0, 9]) + b"\x00" * 8 + b"\xff"):
+        phone.rtp.sendto(junk, ("127.0.0.1", port))  # truncated, version 1, bad padding
+    phone.rtp.sendto(bytes([0x80, 0x00, 0x00, 0x02]) + b"\x00" * 8, ("127.0.0.1", port))  # empty payload
+    phone.rtp.sendto(b"\x80\xc9\x00", ("127.0.0.1", port + 1))  # truncated RTCP
+    assert echoed(phone, port, b"\x90" * 160)  # the call's media still works
+    media = server.status()["media"]
+    assert media["wrong_source"] >= 1 and media["malformed_rtp"] == 3 and media["malformed_rtcp"] == 1
+    phone.send("BYE", 2, to_tag=ok.to.tag)
+    assert phone.final().status == 200

@@ -86,9 +86,10 @@ class EngineMachine(RuleBasedStateMachine):
 
     # -- agents ------------------------------------------------------------------------
 
-    @rule(agent=st.sampled_from(AGENT_IDS))
-    def login(self, agent: str) -> None:
-        self.send(AgentLogin(agent))
+    @rule(agent=st.sampled_from(AGENT_IDS), subset=st.booleans())
+    def login(self, agent: str, subset: bool) -> None:
+        queues = tuple(sorted(AGENTS[agent]["queues"]))[:1] if subset else None
+        self.send(AgentLogin(agent, queues))
 
     @rule(agent=st.sampled_from(AGENT_IDS))
     def logout(self, agent: str) -> None:

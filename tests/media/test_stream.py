@@ -98,3 +98,16 @@ def test_rtcp_exchange_gives_rtt() -> None:
     assert snap.rtt_ms == pytest.approx(2000 * one_way, abs=1.0)
     b.receive_rtcp(b"\x80\xc8\x00", 1.0)  # truncated: dropped and counted, not raised
     assert b.stats["malformed_rtcp"] == 1
+
+
+def test_a_corrupt_payload_is_concealed_and_counted() -> None:
+    from media.rtp import RtpPacket
+
+    b = AudioStream(StreamParams(0, "PCMU"), 0.0)
+    for k in range(10):
+        payload = b"" if k == 5 else bytes([0x90]) * 160  # an empty PCMU payload cannot decode
+        b.receive_rtp(RtpPacket(0, k, 160 * k, 7, payload), k * 0.02)
+        b.playout(k * 0.02 + 0.03)
+    for k in range(10, 14):
+        b.playout(k * 0.02 + 0.03)
+    assert b.stats["decode_error"] == 1 and b.quality.concealed_frames >= 1
