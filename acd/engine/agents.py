@@ -137,7 +137,7 @@ class AgentMachine(EngineCore):
     def _sync(self, agent: Agent) -> None:
         """Apply the agent's membership counters and routability to its queues."""
         logged = agent.state != "logged-out"
-        staffed = logged and agent.connected and agent.state != "break"
+        staffed = logged and agent.state != "break"  # a connection in its grace still counts
         routable = agent.state == "available" and agent.connected
         was_logged, was_staffed, was_routable = agent.applied
         if (logged, staffed) != (was_logged, was_staffed):

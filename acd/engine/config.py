@@ -28,11 +28,13 @@ selectable = true           # offered to agents in their UI (system reasons are 
 
 [queues.support]
 strategy = "longest-idle"   # longest-idle, rrmemory, fewest-calls, least-talk-time, ring-all,
-                            # linear (agents' order in [agents]), random
+                            # linear (agents' order in [agents]), random, or any strategy
+                            # registered (register_strategy) before the config is read
 wrapup_s = 10
 ring_timeout_s = 20
 max_wait_s = 0              # 0 = wait forever; else the overflow rule applies
-max_len = 0                 # 0 = unlimited; callers beyond it are rejected ("full")
+max_len = 0                 # 0 = unlimited; callers present (waiting, ringing, awaiting a
+                            # callback) beyond it are rejected ("full")
 join_empty = "yes"          # "no": reject when no logged-in member could ever serve the call;
                             # "strict": also when none is staffed (all on break)
 leave_when_empty = "no"     # same values; waiting callers then get the overflow rule
@@ -51,9 +53,13 @@ min_level = 1               # 1..10, level accepted at entry
 skill_widening = [{after_s = 30, min_level = 2}, {after_s = 60, min_level = 1}]
 prefer_higher_level = true  # offer the best-levelled available agents first
 overflow = {action = "hangup", target = "", prompt = "", keep_enter_time = true}
-                            # action: "queue" (target queue), "voicemail" (target mailbox),
-                            # "callback" (keeps the position), "hangup" (prompt then hang up)
+                            # at max_wait_s and when leaving an empty queue. action: "queue"
+                            # (target queue; keep_enter_time keeps the caller's place),
+                            # "voicemail" (target mailbox), "callback" (keeps the position),
+                            # "hangup" (prompt, then hang up). No loops between queues.
 callback = {offer_after_s = 60, key = "1", prompt = "", confirm_prompt = "", expire_s = 14400}
+                            # after offer_after_s the caller hears prompt; pressing key turns
+                            # the call into a callback that keeps its place in the queue
 
 [agents.alice]
 name = "Alice Martin"

@@ -7,7 +7,7 @@ Model (position-based, self-correcting)::
     EWT₀   = k · AHT / N             otherwise
     EWT    = EWT₀ · r[b(k)]          once bucket b(k) has ≥ min_samples observations
 
-- ``N`` is the number of staffed members of the queue (logged in, connected, not on break,
+- ``N`` is the number of staffed members of the queue (logged in and not on break,
   able to serve it at some level) and ``AHT`` the queue's average handle time (talk +
   wrap-up), an exponentially weighted moving average (α = 0.1, plain mean for the first 10
   calls; ``aht_default_s`` before any call).

@@ -83,7 +83,7 @@ def _check_agents(engine: Engine, timer: object) -> None:
         elif not a.connected and a.state != "break" and not has(a, "grace"):  # type: ignore[operator]
             _fail(f"{where}: disconnected without a grace timer")
         logged = a.state != "logged-out"
-        expect = (logged, logged and a.connected and a.state != "break", a.routable)
+        expect = (logged, logged and a.state != "break", a.routable)
         if a.applied != expect:
             _fail(f"{where}: applied {a.applied} != {expect}")
         for qname, level in a.levels.items():
@@ -168,7 +168,7 @@ def _check_queues(engine: Engine) -> None:
             c[2] += a.routable
             if level >= engine.queues[qname].floor_level and a.state != "logged-out":
                 c[0] += 1
-                c[1] += a.connected and a.state != "break"
+                c[1] += a.state != "break"
     for q in engine.queues.values():
         expect = tuple(counts[q.name])
         if (q.logged_in, q.staffed, q.available) != expect:

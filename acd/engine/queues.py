@@ -95,7 +95,7 @@ class QueueState:
         self.pools: dict[int, Pool] = {}
         self.levels_desc: list[int] = []
         self.logged_in = 0  # logged-in members able to serve (level >= floor)
-        self.staffed = 0  # ... and connected, not on break
+        self.staffed = 0  # ... and not on break
         self.available = 0  # routable members (any level)
         self.rr_last = -1  # rrmemory: index of the agent offered last
 

@@ -17,11 +17,12 @@ RINGCANCELED in milliseconds)::
     EXITWITHKEY|key|position|origposition|waittime
     RINGNOANSWER|ringtime_ms                           (also written for a declined offer)
     RINGCANCELED|ringtime_ms                           (ring-all loser, caller gone)
-    ADDMEMBER|   REMOVEMEMBER|   PAUSE|reason   UNPAUSE|reason   (callid NONE)
+    ADDMEMBER|   REMOVEMEMBER|   PAUSE|reason   UNPAUSE|reason   (callid NONE, per queue)
     FULL|   JOINEMPTY|                                 (join refused)
 
-Holdtime is measured from the call's enter time (kept through a reject, a requeue and an
-overflow with keep_enter_time). Homeline additions, ignored by Asterisk tools:
+UNPAUSE carries the reason of the break that ends. Durations are truncated to whole
+seconds; holdtime and waittime are measured from the call's enter time (kept through a
+reject, a requeue and an overflow with keep_enter_time). Homeline additions, ignored by Asterisk tools:
 ``CALLBACK|position|origposition|waittime|number`` when a caller chooses a callback. A call
 requeued because its agent's connection was lost gets COMPLETEAGENT then ENTERQUEUE again.
 A connected call ended by reconciliation is closed with COMPLETECALLER (CallRecord outcome
