@@ -7,11 +7,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/demo.toml
 
-APT_RUNTIME := libopus0 libportaudio2 ca-certificates
-APT_TEST    := sip-tester baresip-core espeak-ng sox tshark
+APT_RUNTIME := libopus0 libportaudio2 ca-certificates espeak-ng sox
+APT_TEST    := sip-tester baresip-core tshark
 APT_VENV    := python3-venv
 
-.PHONY: demo test deps test-deps bench clean
+.PHONY: demo test deps test-deps prompts bench clean
 
 deps: $(STAMP)
 
@@ -26,10 +26,14 @@ $(STAMP): pyproject.toml setup.cfg scripts/ensure-apt
 test-deps: deps
 	scripts/ensure-apt $(APT_TEST)
 
-demo: deps
+# espeak-ng speaks the standard prompts once; recorded WAVs of the same names are kept
+prompts: deps
+	$(BIN)/acd prompts build --config $(CONFIG)
+
+demo: prompts
 	$(BIN)/acd serve --config $(CONFIG)
 
-test: test-deps
+test: test-deps prompts
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: test-deps

@@ -72,7 +72,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_originate(args: argparse.Namespace) -> int:
     reply = _control(args.config, {"cmd": "originate", "trunk": args.trunk, "to": args.to,
-                                   "duration": args.duration, "ring_timeout": args.ring_timeout})
+                                   "duration": args.duration, "ring_timeout": args.ring_timeout,
+                                   "tone": args.tone})
     sys.stdout.write(json.dumps(reply) + "\n")
     return 0 if "error" not in reply else 1
 
@@ -176,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--to", required=True, help="number or user to dial at the trunk's proxy")
     o.add_argument("--duration", type=float, help="hang up after this many seconds")
     o.add_argument("--ring-timeout", type=float, default=60.0, help="cancel if not answered in this time")
+    o.add_argument("--tone", type=float, metavar="HZ",
+                   help="send a test tone instead of echoing, and log the frequency and level heard back")
     o.set_defaults(func=cmd_originate)
     e = sub.add_parser("erlang", help="staffing: Erlang C, or Erlang A with --patience; "
                                       "--service-level finds the agents needed")

@@ -38,10 +38,11 @@ def echo_source(received: np.ndarray, now: float) -> np.ndarray:
 
 class CallMedia:
     """One call leg's audio. ``source(received_frame, now)`` gives the frame to send (None: send
-    nothing this tick); ``on_dtmf`` gets RFC 4733 digits."""
+    nothing this tick); ``sink`` sees every received frame; ``on_dtmf`` gets RFC 4733 digits."""
 
     def __init__(self, clock: MediaClock, address: str, port: int, params: StreamParams, now: float, *,
                  nat: bool = False, source: Source = echo_source,
+                 sink: Callable[[np.ndarray, float], None] | None = None,
                  on_dtmf: Callable[[DtmfEvent], None] | None = None, label: str = "") -> None:
         self.clock = clock
         self.label = label
@@ -49,6 +50,7 @@ class CallMedia:
         self.stream = AudioStream(params, now)
         self.endpoint = RtpEndpoint(address, port, nat=nat, on_rtp=self._on_rtp, on_rtcp=self._on_rtcp)
         self.source = source
+        self.sink = sink
         self.on_dtmf = on_dtmf
         self.sending = True  # False while the far end holds us (RFC 3264 §8.4: we are recvonly)
         self._token: int | None = None
@@ -88,6 +90,8 @@ class CallMedia:
     def _tick(self, now: float) -> None:
         stream = self.stream
         received = stream.playout(now)
+        if self.sink is not None:
+            self.sink(received, now)
         out = self.source(received, now) if self.sending else None
         for data in stream.send(out, now):
             self.endpoint.send_rtp(data)

@@ -17,7 +17,10 @@ from typing import Any
 from acd.config_schema import Config
 from acd.media_session import CallMedia, params_from_sdp
 from media.dtmf import DtmfEnd, DtmfEvent, DtmfParseError, parse_dtmf_relay
+from media.codecs import make_codec
 from media.errors import MediaError
+from media.measure import AudioTap
+from media.tones import ToneSource, ToneSpec
 from media.transport import MediaClock, PortPool
 from acd.errors import AcdError
 from acd.sip import sdp as sdpmod
@@ -255,6 +258,12 @@ class Server:
             snap = media.close(self.transport.now if self.transport else 0.0)
             call.app["quality"] = snap.as_dict()
             self.media_counters.update(media.counters())
+            tap = call.app.pop("tap", None)
+            if tap is not None:
+                heard = tap.summary()
+                call.app["heard"] = heard
+                log.info("call %s heard %.1f Hz at %.1f dBFS over %.1f s (sent %s Hz)", call.call_id,
+                         heard["frequency_hz"], heard["level_dbfs"], heard["seconds"], call.app.get("tone_hz"))
         port = call.app.pop("rtp_port", None)
         if port is not None:
             self.ports.give_back(port)
@@ -262,12 +271,20 @@ class Server:
             self._idle.set()
 
     async def _open_media(self, call: Call, stream: sdpmod.NegotiatedStream) -> bool:
-        """Start the call's media on its reserved port (the echo test for now)."""
+        """Start the call's media on its reserved port: the echo test, or a test tone whose
+        return is measured (``acd originate --tone``)."""
         params = params_from_sdp(stream, min_delay_ms=self.config.rtp.jitter_min_ms,
                                  max_delay_ms=self.config.rtp.jitter_max_ms)
+        extra: dict[str, Any] = {}
+        tone_hz = call.app.get("tone_hz")
+        if tone_hz:
+            rate = make_codec(params.codec).sample_rate
+            tone = ToneSource(ToneSpec("test", (float(tone_hz),), level_dbm0=-10.0), rate, params.ptime_ms)
+            call.app["tap"] = AudioTap(rate, frame_samples=tone.frame_size)
+            extra = {"source": lambda received, now: tone.next_frame(), "sink": call.app["tap"]}
         media = CallMedia(self.clock, self.config.rtp.address, call.app["rtp_port"], params,
                           self.transport.now if self.transport else 0.0, nat=self.config.rtp.nat,
-                          on_dtmf=lambda ev: self._dtmf_event(call, ev), label=call.call_id)
+                          on_dtmf=lambda ev: self._dtmf_event(call, ev), label=call.call_id, **extra)
         try:
             await media.open((stream.remote_address, stream.remote_port))
         except OSError as exc:
@@ -362,10 +379,11 @@ class Server:
     # -- outbound calls through a trunk --------------------------------------------------
 
     async def originate(self, trunk_name: str, number: str, *, duration: float | None = None,
-                        ring_timeout: float = 60.0) -> Call:
+                        ring_timeout: float = 60.0, tone_hz: float | None = None) -> Call:
         """Dial ``number`` through a trunk's proxy (RFC 3261 §8.1); the answered call is
-        connected to the echo test and hung up after ``duration`` seconds if given. A call
-        not answered within ``ring_timeout`` is CANCELled."""
+        connected to the echo test — or, with ``tone_hz``, sends a test tone and measures what
+        comes back (a far-end echo, a carrier test number) — and is hung up after ``duration``
+        seconds if given. A call not answered within ``ring_timeout`` is CANCELled."""
         trunk = self.config.trunk(trunk_name)
         if trunk is None or not trunk.proxy:
             raise AcdError(f"trunk {trunk_name!r} does not exist or has no proxy")
@@ -376,7 +394,7 @@ class Server:
         uri = str(replace(proxy, user=number))
         assert self.transport is not None
         port = self.ports.take()
-        app: dict[str, Any] = {"rtp_port": port, "hangup_after": duration}
+        app: dict[str, Any] = {"rtp_port": port, "hangup_after": duration, "tone_hz": tone_hz}
         call = self.ua.invite(uri, dest, self.transport.now, sdp=self._offer(app, port), trunk=trunk.name,
                               from_uri=f"sip:{trunk.from_user}@{format_host(host)}")
         call.app.update(app)
@@ -500,7 +518,8 @@ class Server:
             elif cmd == "originate":
                 call = await self.originate(str(request["trunk"]), str(request["to"]),
                                             duration=request.get("duration"),
-                                            ring_timeout=float(request.get("ring_timeout") or 60))
+                                            ring_timeout=float(request.get("ring_timeout") or 60),
+                                            tone_hz=request.get("tone"))
                 reply = {"call_id": call.call_id}
             else:
                 reply = {"error": f"unknown command {cmd!r}"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -106,3 +107,23 @@ def test_sip_info_dtmf_is_decoded(server: RunningServer) -> None:
     assert rc == 0, res
     log = server.wait_log(r"DTMF 9 \(sip-info")
     assert re.findall(r"DTMF (\S) \(sip-info", log) == ["5", "9"]
+
+
+def test_outbound_tone_through_a_sipp_rtp_echo(server_factory, sipp: str, tmp_path: Path) -> None:
+    """The server dials a far-end echo (sipp -rtp_echo, like a carrier's test number), sends a
+    tone through its media engine and hears the same tone back."""
+    sip_port, media_port = free_port(), free_port() & ~1
+    uas = subprocess.Popen([sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(sip_port), "-rtp_echo",
+                            "-mi", "127.0.0.1", "-mp", str(media_port), "-m", "1", "-nostdin"], cwd=tmp_path,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        srv = server_factory(trunks=f'[trunks.local]\nallow = ["127.0.0.0/8"]\nproxy = "sip:127.0.0.1:{sip_port}"\n')
+        out = subprocess.run([sys.executable, "-m", "acd.cli", "originate", "--config", str(srv.config),
+                              "--trunk", "local", "--to", "echo", "--duration", "3", "--tone", "850"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=20)
+        assert out.returncode == 0, out.stderr
+        log = srv.wait_log(r"heard [\d.]+ Hz", timeout=15)
+        freq, level = (float(x) for x in re.search(r"heard ([\d.]+) Hz at (-?[\d.]+) dBFS", log).groups())
+        assert abs(freq - 850) < 10 and level > -30
+    finally:
+        uas.kill()
