@@ -45,6 +45,7 @@ from acd.config_schema import (
     WebConfig,
     resolve_against,
 )
+from acd.engine.config import engine_config_from_toml
 from acd.errors import ConfigError
 from acd.sip.errors import SipParseError
 from acd.sip.uri import parse_uri
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 FILE_KEY = "(file)"  # key of errors about the file itself (missing, unreadable)
 SYNTAX_KEY = "(syntax)"  # key of TOML syntax errors; the reason starts with "line L, column C: "
 
-SECTIONS = ("server", "sip", "rtp", "web", "trunks", "dialplan", "queues", "agents", "ivr")
+SECTIONS = ("server", "sip", "rtp", "web", "trunks", "dialplan", "acd", "queues", "agents", "ivr", "hours")
 SERVER_KEYS = ("data_dir", "log_level", "drain_seconds", "user_agent")
 SIP_KEYS = ("external_address", "unknown_source", "max_message_bytes", "auth_failures", "auth_block_seconds",
             "timers", "listen")
@@ -113,6 +114,15 @@ def validate_config(data: Mapping[str, Any], file: str) -> Config:
     web = _web(top.table("web", WEB_KEYS), sip)
     trunks = _trunks(top.table("trunks", known=None))
     dialplan = _dialplan(top, trunks)
+    queues = _freeze(top.table("queues", known=None).data)
+    agents = _freeze(top.table("agents", known=None).data)
+    acd = _freeze(top.table("acd", known=None).data)
+    engine = engine_config_from_toml(queues, agents, acd, file=file)
+    for i, rule in enumerate(dialplan):
+        if rule.action == "queue" and rule.target not in engine.queues:
+            hint = _suggest(rule.target, list(engine.queues))
+            raise ConfigError(file, f"dialplan[{i}].target", f"unknown queue {rule.target!r}" + (
+                f"; did you mean {hint!r}?" if hint else f" (defined: {', '.join(engine.queues) or 'none'})"))
     config = Config(
         file=config_file,
         server=server,
@@ -121,9 +131,12 @@ def validate_config(data: Mapping[str, Any], file: str) -> Config:
         web=web,
         trunks=trunks,
         dialplan=dialplan,
-        queues=_freeze(top.table("queues", known=None).data),
-        agents=_freeze(top.table("agents", known=None).data),
+        queues=queues,
+        agents=agents,
+        acd=acd,
+        engine=engine,
         ivr=_freeze(top.table("ivr", known=None).data),
+        hours=_freeze(top.table("hours", known=None).data),
     )
     log.debug("config %s: %d listeners, %d trunks, %d dial-plan rules",
               file, len(sip.listen), len(trunks), len(dialplan))

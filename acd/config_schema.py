@@ -215,10 +215,13 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     trunks: tuple[Trunk, ...] = ()
     dialplan: tuple[DialRule, ...] = ()
-    # Reserved for the ACD engine: read-only mappings of the raw TOML tables.
+    # The ACD: raw read-only TOML tables, and the engine's validated configuration.
     queues: Mapping[str, Any] = field(default_factory=_empty, hash=False)
     agents: Mapping[str, Any] = field(default_factory=_empty, hash=False)
+    acd: Mapping[str, Any] = field(default_factory=_empty, hash=False)
+    engine: Any = field(default=None, hash=False, compare=False)  # acd.engine.config.EngineConfig
     ivr: Mapping[str, Any] = field(default_factory=_empty, hash=False)
+    hours: Mapping[str, Any] = field(default_factory=_empty, hash=False)
 
     @property
     def base_dir(self) -> Path:

@@ -10,11 +10,12 @@ import secrets
 import signal
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from acd.config_schema import Config
+from acd.contact_center import CallerFeed, ContactCenter
 from acd.media_session import CallMedia, params_from_sdp
 from media.dtmf import DtmfEnd, DtmfEvent, DtmfParseError, parse_dtmf_relay
 from media.codecs import make_codec
@@ -84,6 +85,9 @@ class Server:
         self.media: dict[Call, CallMedia | None] = {}  # calls holding an RTP port; None until media opens
         self.clock = MediaClock(config.rtp.ptime_ms / 1000)
         self.media_counters: Counter[str] = Counter()  # of ended calls; active ones are added live
+        self.cc: ContactCenter | None = None
+        self.feeds: dict[str, CallerFeed] = {}  # call id → what the caller hears in the ACD
+        self.by_id: dict[str, Call] = {}
         self.registrations: dict[str, Registration] = {}
         self.keepalives: dict[str, Keepalive] = {}
         self.contact_users = {"homeline"}  # Request-URI users that mean "look at To" (registered contacts)
@@ -133,6 +137,13 @@ class Server:
                                       max_message_bytes=self.config.sip.max_message_bytes)
         await self.transport.start()
         await self._start_trunk_clients()
+        engine_config = self.config.engine
+        if engine_config is not None and engine_config.queues:
+            self.cc = ContactCenter(engine_config, epoch=time.time() - self.transport.now, data_dir=self.data_dir,
+                                    hangup=self._cc_hangup, feed_for=self.feeds.get, now=lambda: self.transport.now)
+            self.transport.timer_sources.append(self.cc)
+            self.cc.start(self.transport.now)
+            self.transport.flush()
         sock = self.data_dir / CONTROL_SOCKET
         sock.unlink(missing_ok=True)
         self._control = await asyncio.start_unix_server(self._on_control, path=str(sock))
@@ -223,9 +234,12 @@ class Server:
         elif rule.action == "reject":
             self._act(call, "reject", (rule.status, rule.reason or None, ()))
         elif rule.action == "echo":
-            asyncio.get_running_loop().create_task(self._answer_echo(call))
+            asyncio.get_running_loop().create_task(self._answer(call))
+        elif rule.action == "queue" and self.cc is not None:
+            call.app["queue"] = rule.target
+            asyncio.get_running_loop().create_task(self._answer(call))
         else:
-            # queues and IVR menus arrive with the ACD engine
+            # IVR menus arrive with the IVR engine
             self._act(call, "reject", (480, f"{rule.action} {rule.target} not available yet", ()))
 
     def _negotiate(self, call: Call, offer: bytes, port: int) -> tuple[bytes, list[sdpmod.NegotiatedStream]]:
@@ -277,7 +291,13 @@ class Server:
                                  max_delay_ms=self.config.rtp.jitter_max_ms)
         extra: dict[str, Any] = {}
         tone_hz = call.app.get("tone_hz")
-        if tone_hz:
+        if call.app.get("queue"):
+            rate = make_codec(params.codec).sample_rate
+            music, prompts = self._acd_media(rate)
+            feed = CallerFeed(rate, params.ptime_ms, music, prompts)
+            self.feeds[call.call_id] = feed
+            extra = {"source": feed}
+        elif tone_hz:
             rate = make_codec(params.codec).sample_rate
             tone = ToneSource(ToneSpec("test", (float(tone_hz),), level_dbm0=-10.0), rate, params.ptime_ms)
             call.app["tap"] = AudioTap(rate, frame_samples=tone.frame_size)
@@ -297,7 +317,27 @@ class Server:
         self.media[call] = media
         return True
 
-    async def _answer_echo(self, call: Call) -> None:
+    def _acd_media(self, rate: int) -> tuple[Any, Any]:
+        cache = self.__dict__.setdefault("_acd_media_cache", {})
+        if rate not in cache:
+            cache[rate] = ContactCenter.media_for(self.data_dir, rate)
+        return cache[rate]
+
+    def _enter_queue(self, call: Call) -> None:
+        queue = call.app.get("queue")
+        if queue and self.cc is not None and not call.ended and self.transport is not None:
+            self.by_id[call.call_id] = call
+            caller = call.invite.from_.sip_uri.user if call.invite is not None else ""
+            self.cc.enter(call.call_id, queue, caller or "", self.transport.now)
+
+    def _cc_hangup(self, call_id: str, reason: str) -> None:
+        call = self.by_id.get(call_id)
+        if call is not None and not call.ended:
+            log.info("call %s: the ACD hangs up: %s", call_id, reason)
+            self._act(call, "hangup")
+
+    async def _answer(self, call: Call) -> None:
+        """Answer with media: the echo test, or a queue (the caller then enters the ACD)."""
         try:
             port = self._reserve(call)
         except MediaError:
@@ -319,6 +359,7 @@ class Server:
                 self._act(call, "reject", (503, "Media port unavailable", ()))
             return
         self._act(call, "answer", answer)
+        self._enter_queue(call)
 
     # -- trunk registration and keepalive ------------------------------------------------
 
@@ -406,6 +447,10 @@ class Server:
         asyncio.get_running_loop().call_later(ring_timeout, self._ring_timeout, call)
         return call
 
+    async def _open_then_enter(self, call: Call, stream: sdpmod.NegotiatedStream) -> None:
+        if await self._open_media(call, stream):
+            self._enter_queue(call)  # delayed offer into a queue: the caller enters once media runs
+
     def _ring_timeout(self, call: Call) -> None:
         if call.state in ("calling", "early"):
             log.info("call %s: not answered in time, cancelling", call.call_id)
@@ -440,7 +485,7 @@ class Server:
             log.warning("call %s: unusable answer (%s), hanging up", call.call_id, exc.reason)
             self._act(call, "hangup")
             return
-        asyncio.get_running_loop().create_task(self._open_media(call, streams[0]))
+        asyncio.get_running_loop().create_task(self._open_then_enter(call, streams[0]))
         after = call.app.get("hangup_after")
         if after:
             asyncio.get_running_loop().call_later(after, lambda: None if call.ended else self._act(call, "hangup"))
@@ -465,6 +510,8 @@ class Server:
         """One key press, whatever carried it (RFC 4733, SIP INFO; in-band later for IVR)."""
         call.app.setdefault("digits", []).append(digit)
         log.info("call %s DTMF %s (%s, %d ms)", call.call_id, digit, source, duration_ms)
+        if self.cc is not None and call.call_id in self.by_id and self.transport is not None:
+            self.cc.digit(call.call_id, digit, self.transport.now)
 
     def _reoffer(self, call: Call, offer: bytes) -> None:
         media = self.media.get(call)
@@ -484,6 +531,9 @@ class Server:
     def _ended(self, ev: CallEnded) -> None:
         call = ev.call
         self._release(call)
+        self.feeds.pop(call.call_id, None)
+        if self.by_id.pop(call.call_id, None) is not None and self.cc is not None and self.transport is not None:
+            self.cc.caller_gone(call.call_id, self.transport.now)
         duration = (call.ended_at or 0) - (call.answered_at or call.ended_at or 0)
         self.counters["calls_ended"] += 1
         quality = call.app.get("quality")
@@ -506,6 +556,19 @@ class Server:
             "media": dict(sum((m.counters() for m in self.media.values() if m is not None),
                               Counter(self.media_counters)) + Counter(self.clock.stats)),
             "trunks": self._trunk_status(),
+            "acd": self._acd_status(),
+        }
+
+    def _acd_status(self) -> dict[str, Any]:
+        if self.cc is None or self.transport is None:
+            return {}
+        now = self.transport.now
+        engine = self.cc.engine
+        return {
+            "queues": {name: asdict(engine.queue_view(name, now)) for name in self.cc.config.queues},
+            "agents": {name: {"state": view.state, "reason": view.reason, "call": view.call}
+                       for name in self.cc.config.agents for view in (engine.agent_view(name),)},
+            "actions": dict(self.cc.stats),
         }
 
     async def _on_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -515,6 +578,10 @@ class Server:
             cmd = request.get("cmd")
             if cmd == "status":
                 reply: dict[str, Any] = self.status()
+            elif cmd == "agent" and self.cc is not None and self.transport is not None:
+                reply = self.cc.agent_command(str(request["agent"]), str(request["action"]), self.transport.now,
+                                              call=request.get("call"), reason=request.get("reason"))
+                self.transport.flush()
             elif cmd == "originate":
                 call = await self.originate(str(request["trunk"]), str(request["to"]),
                                             duration=request.get("duration"),

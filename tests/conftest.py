@@ -16,7 +16,7 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 
     def make(**kwargs: object) -> RunningServer:
         sub = tmp_path / f"srv{len(started)}"
-        sub.mkdir()
+        sub.mkdir(exist_ok=True)
         srv = start_server(sub, **kwargs)
         started.append(srv)
         return srv

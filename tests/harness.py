@@ -45,6 +45,10 @@ DEFAULT_TRUNKS = """
 allow = ["127.0.0.0/8", "::1/128"]
 """
 
+DEFAULT_ACD = """
+[queues.support]
+"""
+
 DEFAULT_DIALPLAN = """
 [[dialplan]]
 match = "echo"
@@ -115,7 +119,7 @@ class RunningServer:
 def write_config(tmp: Path, *, host: str = "127.0.0.1", trunks: str = DEFAULT_TRUNKS,
                  dialplan: str = DEFAULT_DIALPLAN, server_extra: str = "", sip_extra: str = "",
                  unknown_source: str = "reject", log_level: str = "debug", rtp_ports: int = 200,
-                 rtp_extra: str = "", tls_cert: str = "",
+                 rtp_extra: str = "", tls_cert: str = "", acd: str = DEFAULT_ACD,
                  transports: tuple[str, ...] = ("udp", "tcp", "tls")) -> tuple[Path, int, int]:
     sip_port = free_port(host)
     tls_port = free_port(host)
@@ -150,6 +154,7 @@ address = "127.0.0.1"
 port = {web_port}
 
 {trunks}
+{acd}
 {dialplan}
 """
     path = tmp / "acd.toml"

@@ -383,7 +383,7 @@ def test_relative_paths_resolve_against_the_config_dir(
 
 
 def test_result_is_immutable(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, '[queues.support]\nagents = ["a", "b"]\n'
+    cfg = load_config(write(tmp_path, '[queues.support]\nskills = ["a", "b"]\n'
                                       '[trunks.t]\nallow = ["10.0.0.0/8"]\n'
                                       '[[dialplan]]\nmatch = "*"\naction = "echo"\n'))
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -394,7 +394,8 @@ def test_result_is_immutable(tmp_path: Path) -> None:
     assert isinstance(cfg.rtp.codecs, tuple) and isinstance(cfg.trunks[0].allow, tuple)
     with pytest.raises(TypeError):
         cfg.queues["support"] = {}  # type: ignore[index]
-    assert cfg.queues["support"]["agents"] == ("a", "b")
+    assert cfg.queues["support"]["skills"] == ("a", "b")
+    assert cfg.engine.queues["support"].skills == ("a", "b")
     with pytest.raises(TypeError):
         cfg.queues["support"]["x"] = 1  # type: ignore[index]
 
@@ -402,6 +403,7 @@ def test_result_is_immutable(tmp_path: Path) -> None:
 def test_regex_rule_is_a_full_match_and_trunk_filter() -> None:
     data: dict[str, Any] = {
         "trunks": {"carrier": {"allow": ["192.0.2.0/24"]}},
+        "queues": {"sales": {}},
         "dialplan": [
             {"match": r"re:\+?4420\d{4}", "trunk": "carrier", "action": "queue", "target": "sales"},
             {"match": "*", "action": "reject", "status": 480, "reason": "Closed"},
@@ -431,3 +433,16 @@ def test_config_equality_and_defaults() -> None:
     assert cfg.trunks == () and cfg.dialplan == ()
     assert cfg.route("anything") is None
     assert cfg.web.tls and cfg.web.self_signed
+
+
+def test_dialplan_queue_must_exist() -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_config({"queues": {"support": {}},
+                         "dialplan": [{"match": "x", "action": "queue", "target": "suport"}]}, "q.toml")
+    assert err.value.key == "dialplan[0].target" and "did you mean 'support'" in err.value.reason
+
+
+def test_engine_errors_surface_at_load() -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_config({"queues": {"support": {"strategy": "fastest"}}}, "q.toml")
+    assert err.value.file == "q.toml" and err.value.key == "queues.support.strategy"

@@ -49,7 +49,7 @@ periodic_prompt = ""
 exit_key = ""               # one DTMF key that leaves the queue (EXITWITHKEY)
 exit_target = ""            # where the server sends a caller who pressed it
 skills = []                 # extra skills an agent needs ([agents.X.skills])
-min_level = 1               # 1..10, level accepted at entry
+min_level = 3               # 1..10, level accepted at entry (widening lowers it)
 skill_widening = [{after_s = 30, min_level = 2}, {after_s = 60, min_level = 1}]
 prefer_higher_level = true  # offer the best-levelled available agents first
 overflow = {action = "hangup", target = "", prompt = "", keep_enter_time = true}

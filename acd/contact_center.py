@@ -1,0 +1,288 @@
+"""The server side of the ACD: drives :class:`acd.engine.Engine` with SIP calls and agents, and
+turns its actions into what callers hear (music, ringback, announcements, an agent) and what
+agents get (offers). Robot test agents (``test = true``) answer at once and echo the caller.
+
+The engine is the sans-IO model; this adapter only maps ids to calls, plays media, and feeds
+timers into the transport's single timer (``get_timer``/``handle_timer``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from acd.engine import actions as A
+from acd.engine import events as E
+from acd.engine.config import EngineConfig
+from acd.engine.engine import Engine
+from acd.engine.core import EngineError
+from acd.engine.records import AgentStateRecord, CallRecord, OfferRecord, QueueLogEntry, format_queue_log_line
+from media.errors import MediaError
+from media.moh import MohPlayer, MusicSource, shared_source
+from media.prompts import PromptLibrary, PromptPlayer, say_position, say_wait
+from media.tones import ToneSource, tone
+
+__all__ = ["CallerFeed", "ContactCenter"]
+
+log = logging.getLogger(__name__)
+
+
+class CallerFeed:
+    """What a caller in the ACD hears: a *base* sound (music, ringback, silence, or the agent)
+    and announcements played over it, after which the base sound resumes."""
+
+    def __init__(self, rate: int, frame_ms: int, music: MusicSource | None, prompts: PromptLibrary | None,
+                 tone_profile: str = "us") -> None:
+        self.rate = rate
+        self.frame_samples = rate * frame_ms // 1000
+        self.music_source = music
+        self.prompts = prompts
+        self.tone_profile = tone_profile
+        self.base = "silence"
+        self.tick = 0
+        self._moh: MohPlayer | None = None
+        self._ring: ToneSource | None = None
+        self._prompt: PromptPlayer | None = None
+        self.connected: Callable[[np.ndarray, float], np.ndarray | None] | None = None
+
+    def music(self) -> None:
+        self.base = "music"
+        if self._moh is None and self.music_source is not None:
+            self._moh = self.music_source.player(self.tick)
+
+    def ringback(self) -> None:
+        self.base = "ringback"
+        self._ring = ToneSource(tone(self.tone_profile, "ringback"), self.rate)
+
+    def connect(self, party: Callable[[np.ndarray, float], np.ndarray | None]) -> None:
+        self.base = "connected"
+        self.connected = party
+        self._prompt = None
+
+    def announce(self, names: list[str]) -> bool:
+        if self.prompts is None or self.base == "connected":
+            return False
+        try:
+            self._prompt = self.prompts.player(names)
+        except MediaError as exc:
+            log.warning("announcement %s not played: %s", names, exc)
+            return False
+        return True
+
+    def __call__(self, received: np.ndarray, now: float) -> np.ndarray | None:
+        self.tick += 1
+        if self._prompt is not None:
+            if not self._prompt.done:
+                return self._prompt.next_frame()
+            self._prompt = None
+        if self.base == "music" and self._moh is not None:
+            return self._moh.frame(self.tick)
+        if self.base == "ringback" and self._ring is not None:
+            return self._ring.next_frame()
+        if self.base == "connected" and self.connected is not None:
+            return self.connected(received, now)
+        return np.zeros(self.frame_samples, dtype=np.int16)
+
+
+class ContactCenter:
+    """Owns the engine for the server. ``hangup(call_id, reason)`` and ``feed_for(call_id)`` are
+    the server's hooks; records go to ``on_record`` (the store)."""
+
+    def __init__(self, config: EngineConfig, *, epoch: float, data_dir: Path, hangup: Callable[[str, str], None],
+                 feed_for: Callable[[str], CallerFeed | None], on_record: Callable[[Any], None] | None = None,
+                 now: Callable[[], float]) -> None:
+        self.config = config
+        self.engine = Engine(config, epoch=epoch)
+        self.data_dir = data_dir
+        self.hangup = hangup
+        self.feed_for = feed_for
+        self.on_record = on_record
+        self.now = now
+        self.stats: Counter[str] = Counter()
+        self.robots = {name for name, agent in config.agents.items() if agent.test}
+        self.offers: dict[str, list[A.OfferCall]] = {}  # agent → pending offers (control-API agents)
+        self.events_log: list[str] = []
+        self._deferred: list[tuple[float, E.Event]] = []  # robot answers, scheduled
+        self._alive_every = max(1.0, config.reconcile_after_s / 3) if config.reconcile_after_s else 0.0
+        self._next_alive = 0.0
+        self.active: set[str] = set()  # call ids the SIP side still has
+
+    # -- prompts and music, shared by all callers ----------------------------------------------
+
+    @staticmethod
+    def media_for(data_dir: Path, rate: int) -> tuple[MusicSource, PromptLibrary]:
+        return shared_source(data_dir / "moh", rate), PromptLibrary(data_dir / "prompts", rate)
+
+    # -- timer source (the transport's single timer) ------------------------------------------
+
+    def get_timer(self) -> float | None:
+        times = [t for t in (self.engine.get_timer(), self._deferred[0][0] if self._deferred else None,
+                             self._next_alive if self._alive_every and self.active else None) if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        while self._deferred and self._deferred[0][0] <= now:
+            _, event = self._deferred.pop(0)
+            self._handle(event, now)
+        if self._alive_every and self.active and now >= self._next_alive:
+            self._next_alive = now + self._alive_every
+            self._handle(E.CallsAlive(frozenset(self.active)), now)
+        self.engine.handle_timer(now)
+        self._process(now)
+
+    # -- inputs from the server ------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Robot agents log in and become available at once."""
+        self._next_alive = now + self._alive_every
+        for agent in sorted(self.robots):
+            self._handle(E.AgentLogin(agent), now)
+            self._handle(E.AgentReady(agent), now)
+        log.info("ACD ready: %d queue(s), %d agent(s) (%d robot)", len(self.config.queues),
+                 len(self.config.agents), len(self.robots))
+
+    def enter(self, call_id: str, queue: str, caller: str, now: float, priority: int | None = None) -> None:
+        self.active.add(call_id)
+        self._handle(E.CallEnters(call_id, queue, caller, priority), now)
+
+    def caller_gone(self, call_id: str, now: float) -> None:
+        if call_id in self.active:
+            self.active.discard(call_id)
+            self._handle(E.CallerHangup(call_id), now)
+
+    def digit(self, call_id: str, digit: str, now: float) -> None:
+        if call_id in self.active:
+            self._handle(E.CallerDigit(call_id, digit), now)
+
+    def agent_command(self, agent: str, action: str, now: float, **kw: Any) -> dict[str, Any]:
+        """The agent API until agents connect over WebRTC: login, ready, break, logout, answer,
+        reject, hangup, wrapup-done, difficult."""
+        if agent not in self.config.agents:
+            return {"error": f"unknown agent {agent!r}"}
+        call = kw.get("call") or next((o.call for o in self.offers.get(agent, [])), "")
+        events = {
+            "login": lambda: E.AgentLogin(agent), "ready": lambda: E.AgentReady(agent),
+            "break": lambda: E.AgentBreak(agent, kw.get("reason") or "lunch"),
+            "logout": lambda: E.AgentLogout(agent, "api"), "answer": lambda: E.OfferAnswered(agent, call),
+            "reject": lambda: E.OfferRejected(agent, call, "rejected"),
+            "hangup": lambda: E.AgentHangup(agent, call or self._connected_call(agent)),
+            "wrapup-done": lambda: E.WrapUpDone(agent), "difficult": lambda: E.FlagDifficult(agent),
+        }
+        if action not in events:
+            return {"error": f"unknown agent action {action!r}"}
+        try:
+            self._handle(events[action](), now)
+        except EngineError as exc:  # a wrong move by the agent client: reported, not raised
+            return {"error": str(exc)}
+        view = self.engine.agent_view(agent)
+        return {"agent": agent, "state": getattr(view, "state", None), "call": getattr(view, "call", None)}
+
+    def _connected_call(self, agent: str) -> str:
+        return getattr(self.engine.agent_view(agent), "call", None) or ""
+
+    # -- engine plumbing ---------------------------------------------------------------------------
+
+    def _handle(self, event: E.Event, now: float) -> None:
+        self.engine.handle(event, now)
+        self._process(now)
+
+    def _process(self, now: float) -> None:
+        for action in self.engine.actions():
+            name = type(action).__name__
+            self.stats[name] += 1
+            handler = getattr(self, f"_on_{name}", None)
+            if handler is not None:
+                handler(action, now)
+            elif isinstance(action, (QueueLogEntry, CallRecord, OfferRecord, AgentStateRecord)):
+                self._record(action)
+            else:
+                log.debug("ACD action %s not handled", action)
+
+    def _record(self, record: Any) -> None:
+        if isinstance(record, AgentStateRecord) and record.agent in self.robots and record.to_state == "wrap-up":
+            self._deferred.append((0.0, E.WrapUpDone(record.agent)))  # robots need no wrap-up
+            self._deferred.sort(key=lambda item: item[0])
+        if isinstance(record, QueueLogEntry):
+            log.info("queue_log %s", format_queue_log_line(record))
+        elif isinstance(record, CallRecord):
+            log.info("CDR %s", record)
+        if self.on_record is not None:
+            self.on_record(record)
+
+    def _feed(self, call_id: str) -> CallerFeed | None:
+        return self.feed_for(call_id)
+
+    def _on_StartMusic(self, a: A.StartMusic, now: float) -> None:  # noqa: N802 - named after actions
+        feed = self._feed(a.call)
+        if feed is not None:
+            feed.music()
+
+    def _on_Ringback(self, a: A.Ringback, now: float) -> None:  # noqa: N802
+        feed = self._feed(a.call)
+        if feed is not None:
+            feed.ringback()
+
+    def _on_Announce(self, a: A.Announce, now: float) -> None:  # noqa: N802
+        feed = self._feed(a.call)
+        names: list[str] = []
+        if a.kind == "position" and a.position is not None:
+            names = say_position(a.position)
+            if a.ewt_s is not None:
+                names += say_wait(a.ewt_s)
+        elif a.prompt:
+            names = [a.prompt]
+        log.info("call %s announce %s position=%s ewt=%s", a.call, a.kind, a.position,
+                 None if a.ewt_s is None else round(a.ewt_s))
+        if feed is not None and names:
+            feed.announce(names)
+
+    def _on_OfferCall(self, a: A.OfferCall, now: float) -> None:  # noqa: N802
+        log.info("offer call %s from queue %s to agent %s", a.call, a.queue, a.agent)
+        if a.agent in self.robots:
+            self._deferred.append((now + 0.2, E.OfferAnswered(a.agent, a.call)))
+            self._deferred.sort(key=lambda item: item[0])
+        else:
+            self.offers.setdefault(a.agent, []).append(a)
+
+    def _on_CancelOffer(self, a: A.CancelOffer, now: float) -> None:  # noqa: N802
+        self.offers[a.agent] = [o for o in self.offers.get(a.agent, []) if o.call != a.call]
+        log.info("offer of call %s to %s cancelled: %s", a.call, a.agent, a.reason)
+
+    def _on_RejectLateAnswer(self, a: A.RejectLateAnswer, now: float) -> None:  # noqa: N802
+        log.info("late answer of call %s by %s rejected: %s", a.call, a.agent, a.reason)
+
+    def _on_ConnectCall(self, a: A.ConnectCall, now: float) -> None:  # noqa: N802
+        self.offers[a.agent] = [o for o in self.offers.get(a.agent, []) if o.call != a.call]
+        log.info("call %s connected to agent %s", a.call, a.agent)
+        feed = self._feed(a.call)
+        if feed is not None:
+            # robots echo the caller; a person's media arrives with the WebRTC bridge
+            feed.connect((lambda received, t: received) if a.agent in self.robots
+                         else (lambda received, t: np.zeros_like(received)))
+
+    def _on_DropAgentLeg(self, a: A.DropAgentLeg, now: float) -> None:  # noqa: N802
+        log.info("agent %s leg of call %s dropped: %s", a.agent, a.call, a.reason)
+
+    def _on_JoinRejected(self, a: A.JoinRejected, now: float) -> None:  # noqa: N802
+        self.active.discard(a.call)
+        self.hangup(a.call, f"queue {a.queue} rejected the call: {a.reason}")
+
+    def _on_ExitQueue(self, a: A.ExitQueue, now: float) -> None:  # noqa: N802
+        self.active.discard(a.call)
+        self.hangup(a.call, f"left queue {a.queue}: {a.reason} ({a.action})")
+
+    def _on_HangupCall(self, a: A.HangupCall, now: float) -> None:  # noqa: N802
+        self.active.discard(a.call)
+        self.hangup(a.call, a.reason)
+
+    def _on_CallbackScheduled(self, a: A.CallbackScheduled, now: float) -> None:  # noqa: N802
+        log.info("call %s: callback to %s scheduled in queue %s", a.call, a.number, a.queue)
+
+    def _on_MoveQueue(self, a: A.MoveQueue, now: float) -> None:  # noqa: N802
+        log.info("call %s moved from %s to %s: %s", a.call, a.from_queue, a.to_queue, a.reason)
+

@@ -1,0 +1,108 @@
+"""The ACD in the running server: callers from pjsua2 wait in a queue hearing music and
+position announcements, agents are driven through the control API, and a robot test agent
+answers and echoes. Audio is checked by signal."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.audio import dominant_frequency, read_wav, rms_dbfs, write_tone_wav
+from tests.harness import PEER, ROOT, RunningServer, free_port
+
+pytestmark = pytest.mark.interop
+
+ACD = """
+[queues.support]
+announce_position_every_s = 4
+announce_holdtime = true
+
+[agents.alice]
+queues = {support = 5}
+
+[agents.robot]
+queues = {support = 1}
+test = true
+"""
+
+
+def agent(srv: RunningServer, name: str, action: str) -> dict:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(srv.data_dir / "acd.sock"))
+        s.sendall(json.dumps({"cmd": "agent", "agent": name, "action": action}).encode() + b"\n")
+        return json.loads(s.makefile().readline())
+
+
+def caller(srv: RunningServer, tmp: Path, name: str, seconds: float, freq: float = 600.0) -> subprocess.Popen:
+    tone = tmp / f"{name}-tone.wav"
+    write_tone_wav(str(tone), freq, seconds + 2, rate=8000)
+    return subprocess.Popen([sys.executable, str(PEER), "call", "--uri", srv.uri("support"), "--codec", "PCMU",
+                             "--clock-rate", "8000", "--play", str(tone), "--record", str(tmp / f"{name}.wav"),
+                             "--duration", str(seconds), "--local-port", str(free_port())],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+@pytest.fixture
+def acd_server(server_factory, tmp_path: Path) -> RunningServer:
+    prompts = subprocess.run([sys.executable, "-m", "acd.cli", "prompts", "build", "--dir",
+                              str(tmp_path / "srv0" / "data" / "prompts")], cwd=ROOT, capture_output=True, text=True)
+    assert prompts.returncode == 0, prompts.stderr
+    return server_factory(acd=ACD)
+
+
+def test_waiting_callers_hear_music_and_their_positions(acd_server: RunningServer, tmp_path: Path) -> None:
+    agent(acd_server, "robot", "logout")  # nobody available: callers wait
+    first = caller(acd_server, tmp_path, "first", 9)
+    acd_server.wait_log(r"ENTERQUEUE")
+    time.sleep(0.5)
+    second = caller(acd_server, tmp_path, "second", 8)
+    first.communicate(timeout=30)
+    second.communicate(timeout=30)
+    log = acd_server.log_text()
+    positions = {call: int(pos) for call, pos in re.findall(r"call (\S+) announce position position=(\d+)", log)}
+    assert sorted(set(positions.values())) == [1, 2], positions  # each caller heard their own place
+    for name in ("first", "second"):
+        audio, rate = read_wav(str(tmp_path / f"{name}.wav"))
+        blocks = audio[: len(audio) // rate * rate].reshape(-1, rate)
+        # music and announcements the whole time: no silent second while waiting
+        assert min(rms_dbfs(b) for b in blocks[1:-1]) > -45, [round(rms_dbfs(b)) for b in blocks]
+    assert "ABANDON" in acd_server.wait_log(r"ABANDON", count=2)
+
+
+def test_robot_agent_answers_and_echoes(acd_server: RunningServer, tmp_path: Path) -> None:
+    proc = caller(acd_server, tmp_path, "c", 5, freq=740.0)
+    proc.communicate(timeout=30)
+    log = acd_server.wait_log(r"COMPLETECALLER")
+    assert re.search(r"call \S+ connected to agent robot", log)
+    assert "CONNECT" in log
+    audio, rate = read_wav(str(tmp_path / "c.wav"))
+    assert abs(dominant_frequency(audio[int(1.5 * rate):], rate) - 740.0) < 10  # the robot echoed us
+    status = acd_server.status()["acd"]
+    assert status["agents"]["robot"]["state"] == "available"  # wrap-up done by itself
+
+
+def test_agent_api_login_answer_hangup_wrapup(acd_server: RunningServer, tmp_path: Path) -> None:
+    agent(acd_server, "robot", "logout")
+    assert agent(acd_server, "alice", "login")["state"] in ("available", "break", "logged-in", "idle")
+    agent(acd_server, "alice", "ready")
+    proc = caller(acd_server, tmp_path, "d", 6)
+    acd_server.wait_log(r"offer call \S+ from queue support to agent alice")
+    reply = agent(acd_server, "alice", "answer")
+    assert reply.get("state") == "on-call", reply
+    time.sleep(1)
+    agent(acd_server, "alice", "hangup")
+    assert agent(acd_server, "alice", "wrapup-done")["state"] == "available"
+    proc.communicate(timeout=30)
+    log = acd_server.wait_log(r"COMPLETEAGENT")
+    assert re.search(r"\|support\|alice\|CONNECT\|", log)
+    bad = agent(acd_server, "nobody", "login")
+    assert "unknown agent" in bad["error"]
