@@ -46,6 +46,7 @@ from acd.config_schema import (
     resolve_against,
 )
 from acd.engine.config import engine_config_from_toml
+from acd.ivr.config import ivr_config_from_toml
 from acd.errors import ConfigError
 from acd.sip.errors import SipParseError
 from acd.sip.uri import parse_uri
@@ -118,11 +119,16 @@ def validate_config(data: Mapping[str, Any], file: str) -> Config:
     agents = _freeze(top.table("agents", known=None).data)
     acd = _freeze(top.table("acd", known=None).data)
     engine = engine_config_from_toml(queues, agents, acd, file=file)
+    ivr_raw = _freeze(top.table("ivr", known=None).data)
+    hours_raw = _freeze(top.table("hours", known=None).data)
+    menus = ivr_config_from_toml(ivr_raw, hours_raw, file=file, known_queues=set(engine.queues),
+                                 known_trunks={t.name for t in trunks})
     for i, rule in enumerate(dialplan):
-        if rule.action == "queue" and rule.target not in engine.queues:
-            hint = _suggest(rule.target, list(engine.queues))
-            raise ConfigError(file, f"dialplan[{i}].target", f"unknown queue {rule.target!r}" + (
-                f"; did you mean {hint!r}?" if hint else f" (defined: {', '.join(engine.queues) or 'none'})"))
+        known = engine.queues if rule.action == "queue" else menus.menus if rule.action == "ivr" else None
+        if known is not None and rule.target not in known:
+            hint = _suggest(rule.target, list(known))
+            raise ConfigError(file, f"dialplan[{i}].target", f"unknown {rule.action} {rule.target!r}" + (
+                f"; did you mean {hint!r}?" if hint else f" (defined: {', '.join(known) or 'none'})"))
     config = Config(
         file=config_file,
         server=server,
@@ -135,8 +141,9 @@ def validate_config(data: Mapping[str, Any], file: str) -> Config:
         agents=agents,
         acd=acd,
         engine=engine,
-        ivr=_freeze(top.table("ivr", known=None).data),
-        hours=_freeze(top.table("hours", known=None).data),
+        ivr=ivr_raw,
+        hours=hours_raw,
+        menus=menus,
     )
     log.debug("config %s: %d listeners, %d trunks, %d dial-plan rules",
               file, len(sip.listen), len(trunks), len(dialplan))

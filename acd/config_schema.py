@@ -222,6 +222,7 @@ class Config:
     engine: Any = field(default=None, hash=False, compare=False)  # acd.engine.config.EngineConfig
     ivr: Mapping[str, Any] = field(default_factory=_empty, hash=False)
     hours: Mapping[str, Any] = field(default_factory=_empty, hash=False)
+    menus: Any = field(default=None, hash=False, compare=False)  # acd.ivr.config.IvrConfig
 
     @property
     def base_dir(self) -> Path:

@@ -48,6 +48,7 @@ class CallerFeed:
         self._moh: MohPlayer | None = None
         self._ring: ToneSource | None = None
         self._prompt: PromptPlayer | None = None
+        self._prompt_done: Callable[[float], None] | None = None
         self.connected: Callable[[np.ndarray, float], np.ndarray | None] | None = None
 
     def music(self) -> None:
@@ -64,15 +65,23 @@ class CallerFeed:
         self.connected = party
         self._prompt = None
 
-    def announce(self, names: list[str]) -> bool:
+    def announce(self, names: list[str], on_done: Callable[[float], None] | None = None) -> bool:
+        """Play ``names`` over the base sound; ``on_done(now)`` runs when they have been heard
+        (also when they cannot be played, so an IVR never waits forever)."""
         if self.prompts is None or self.base == "connected":
             return False
+        self._prompt_done = on_done
         try:
             self._prompt = self.prompts.player(names)
         except MediaError as exc:
             log.warning("announcement %s not played: %s", names, exc)
+            self._prompt = None
             return False
         return True
+
+    def stop_prompt(self) -> None:
+        self._prompt = None
+        self._prompt_done = None
 
     def __call__(self, received: np.ndarray, now: float) -> np.ndarray | None:
         self.tick += 1
@@ -80,6 +89,9 @@ class CallerFeed:
             if not self._prompt.done:
                 return self._prompt.next_frame()
             self._prompt = None
+            done, self._prompt_done = self._prompt_done, None
+            if done is not None:
+                done(now)
         if self.base == "music" and self._moh is not None:
             return self._moh.frame(self.tick)
         if self.base == "ringback" and self._ring is not None:

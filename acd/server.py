@@ -16,6 +16,8 @@ from typing import Any
 
 from acd.config_schema import Config
 from acd.contact_center import CallerFeed, ContactCenter
+from acd.ivr import actions as ivr_actions
+from acd.menus import MenuRunner
 from acd.media_session import CallMedia, params_from_sdp
 from media.dtmf import DtmfEnd, DtmfEvent, DtmfParseError, parse_dtmf_relay
 from media.codecs import make_codec
@@ -86,6 +88,7 @@ class Server:
         self.clock = MediaClock(config.rtp.ptime_ms / 1000)
         self.media_counters: Counter[str] = Counter()  # of ended calls; active ones are added live
         self.cc: ContactCenter | None = None
+        self.menus: MenuRunner | None = None
         self.feeds: dict[str, CallerFeed] = {}  # call id → what the caller hears in the ACD
         self.by_id: dict[str, Call] = {}
         self.registrations: dict[str, Registration] = {}
@@ -144,6 +147,10 @@ class Server:
             self.transport.timer_sources.append(self.cc)
             self.cc.start(self.transport.now)
             self.transport.flush()
+        if self.config.menus is not None and self.config.menus.menus:
+            self.menus = MenuRunner(self.config.menus, route=self._ivr_route, feed_for=self.feeds.get,
+                                    now=lambda: self.transport.now, changed=self.transport.flush)  # type: ignore[union-attr]
+            self.transport.timer_sources.append(self.menus)
         sock = self.data_dir / CONTROL_SOCKET
         sock.unlink(missing_ok=True)
         self._control = await asyncio.start_unix_server(self._on_control, path=str(sock))
@@ -238,9 +245,11 @@ class Server:
         elif rule.action == "queue" and self.cc is not None:
             call.app["queue"] = rule.target
             asyncio.get_running_loop().create_task(self._answer(call))
+        elif rule.action == "ivr" and self.menus is not None:
+            call.app["menu"] = rule.target
+            asyncio.get_running_loop().create_task(self._answer(call))
         else:
-            # IVR menus arrive with the IVR engine
-            self._act(call, "reject", (480, f"{rule.action} {rule.target} not available yet", ()))
+            self._act(call, "reject", (480, f"{rule.action} {rule.target} not available", ()))
 
     def _negotiate(self, call: Call, offer: bytes, port: int) -> tuple[bytes, list[sdpmod.NegotiatedStream]]:
         sid = call.app.setdefault("sdp_id", secrets.randbelow(2**31))
@@ -291,7 +300,7 @@ class Server:
                                  max_delay_ms=self.config.rtp.jitter_max_ms)
         extra: dict[str, Any] = {}
         tone_hz = call.app.get("tone_hz")
-        if call.app.get("queue"):
+        if call.app.get("queue") or call.app.get("menu"):
             rate = make_codec(params.codec).sample_rate
             music, prompts = self._acd_media(rate)
             feed = CallerFeed(rate, params.ptime_ms, music, prompts)
@@ -323,12 +332,38 @@ class Server:
             cache[rate] = ContactCenter.media_for(self.data_dir, rate)
         return cache[rate]
 
-    def _enter_queue(self, call: Call) -> None:
-        queue = call.app.get("queue")
-        if queue and self.cc is not None and not call.ended and self.transport is not None:
+    def _enter_queue(self, call: Call, priority: int | None = None) -> None:
+        """Once the caller's media runs: into the IVR menu or the queue the dial plan named."""
+        if call.ended or self.transport is None:
+            return
+        queue, menu = call.app.get("queue"), call.app.get("menu")
+        if menu and self.menus is not None and not queue:
+            self.by_id[call.call_id] = call
+            self.menus.start(call.call_id, menu, self.transport.now)
+        elif queue and self.cc is not None:
             self.by_id[call.call_id] = call
             caller = call.invite.from_.sip_uri.user if call.invite is not None else ""
-            self.cc.enter(call.call_id, queue, caller or "", self.transport.now)
+            self.cc.enter(call.call_id, queue, caller or "", self.transport.now, priority)
+        self.transport.flush()  # the engine's or menu's new timers: re-arm the one timer
+
+    def _ivr_route(self, call_id: str, action: Any) -> None:
+        """Where a caller goes when the menu is done (acd.ivr.actions terminals)."""
+        call = self.by_id.get(call_id)
+        if call is None or call.ended:
+            return
+        call.app["ivr_path"] = list(action.ivr_path)
+        feed = self.feeds.get(call_id)
+        if isinstance(action, ivr_actions.RouteToQueue):
+            call.app["queue"] = action.queue
+            self._enter_queue(call, action.priority)
+        elif isinstance(action, ivr_actions.RouteToEcho) and feed is not None:
+            feed.connect(lambda received, now: received)
+        elif isinstance(action, ivr_actions.Hangup) and feed is not None and action.prompt:
+            feed.announce([action.prompt], on_done=lambda now: self._act(call, "hangup"))
+        elif not isinstance(action, ivr_actions.Abandoned):
+            if isinstance(action, ivr_actions.RouteExternal):
+                log.warning("call %s: transfer to %s is not available yet", call_id, action.number)
+            self._act(call, "hangup")
 
     def _cc_hangup(self, call_id: str, reason: str) -> None:
         call = self.by_id.get(call_id)
@@ -510,8 +545,11 @@ class Server:
         """One key press, whatever carried it (RFC 4733, SIP INFO; in-band later for IVR)."""
         call.app.setdefault("digits", []).append(digit)
         log.info("call %s DTMF %s (%s, %d ms)", call.call_id, digit, source, duration_ms)
-        if self.cc is not None and call.call_id in self.by_id and self.transport is not None:
-            self.cc.digit(call.call_id, digit, self.transport.now)
+        if call.call_id in self.by_id and self.transport is not None:
+            if not (self.menus is not None and self.menus.digit(call.call_id, digit, self.transport.now)) \
+                    and self.cc is not None:
+                self.cc.digit(call.call_id, digit, self.transport.now)
+            self.transport.flush()  # digits come from the media path: re-arm the one timer
 
     def _reoffer(self, call: Call, offer: bytes) -> None:
         media = self.media.get(call)
@@ -532,8 +570,11 @@ class Server:
         call = ev.call
         self._release(call)
         self.feeds.pop(call.call_id, None)
-        if self.by_id.pop(call.call_id, None) is not None and self.cc is not None and self.transport is not None:
-            self.cc.caller_gone(call.call_id, self.transport.now)
+        if self.by_id.pop(call.call_id, None) is not None and self.transport is not None:
+            if self.menus is not None:
+                self.menus.hangup(call.call_id, self.transport.now)
+            if self.cc is not None:
+                self.cc.caller_gone(call.call_id, self.transport.now)
         duration = (call.ended_at or 0) - (call.answered_at or call.ended_at or 0)
         self.counters["calls_ended"] += 1
         quality = call.app.get("quality")

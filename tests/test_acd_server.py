@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.audio import dominant_frequency, read_wav, rms_dbfs, write_tone_wav
-from tests.harness import PEER, ROOT, RunningServer, free_port
+from tests.harness import DEFAULT_DIALPLAN, PEER, ROOT, RunningServer, free_port
 
 pytestmark = pytest.mark.interop
 
@@ -106,3 +106,54 @@ def test_agent_api_login_answer_hangup_wrapup(acd_server: RunningServer, tmp_pat
     assert re.search(r"\|support\|alice\|CONNECT\|", log)
     bad = agent(acd_server, "nobody", "login")
     assert "unknown agent" in bad["error"]
+
+
+MENU = ACD + """
+[ivr.main]
+prompt = "digits/5"
+timeout_s = 2
+max_retries = 1
+on_failure = {action = "hangup", prompt = "queue/goodbye"}
+
+[ivr.main.options]
+"2" = {action = "queue", target = "support", priority = 3}
+"3" = {action = "echo"}
+"""
+
+MENU_PLAN = DEFAULT_DIALPLAN + '\n[[dialplan]]\nmatch = "menu"\naction = "ivr"\ntarget = "main"\n'
+
+
+@pytest.fixture
+def menu_server(server_factory, tmp_path: Path) -> RunningServer:
+    prompts = subprocess.run([sys.executable, "-m", "acd.cli", "prompts", "build", "--dir",
+                              str(tmp_path / "srv0" / "data" / "prompts")], cwd=ROOT, capture_output=True, text=True)
+    assert prompts.returncode == 0, prompts.stderr
+    plan = MENU_PLAN.replace('[[dialplan]]\nmatch = "*"', '[[dialplan]]\nmatch = "zzz-unused"')
+    return server_factory(acd=MENU, dialplan=plan)
+
+
+def test_menu_key_routes_into_the_queue_and_an_agent(menu_server: RunningServer, tmp_path: Path) -> None:
+    tone = tmp_path / "tone.wav"
+    write_tone_wav(str(tone), 660.0, 10, rate=8000)
+    out = subprocess.run([sys.executable, str(PEER), "call", "--uri", menu_server.uri("menu"), "--codec", "PCMU",
+                          "--clock-rate", "8000", "--play", str(tone), "--record", str(tmp_path / "m.wav"),
+                          "--dtmf", "2", "--dtmf-at", "1.5", "--duration", "6"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=40)
+    assert json.loads(out.stdout.strip().splitlines()[-1])["answered"], out.stdout
+    log = menu_server.wait_log(r"COMPLETECALLER")
+    assert re.search(r"enters IVR menu main", log)
+    assert re.search(r"leaves IVR: RouteToQueue via main:2", log)
+    assert re.search(r"connected to agent robot", log)
+    audio, rate = read_wav(str(tmp_path / "m.wav"))
+    assert rms_dbfs(audio[: rate]) > -40  # the menu prompt was heard first
+    assert abs(dominant_frequency(audio[int(3.5 * rate):], rate) - 660.0) < 10  # then the robot's echo
+
+
+def test_menu_without_input_gives_up_politely(menu_server: RunningServer, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, str(PEER), "call", "--uri", menu_server.uri("menu"), "--codec", "PCMU",
+                          "--duration", "25", "--record", str(tmp_path / "n.wav")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=40)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["answered"] and result.get("hangup_by") == "remote", result  # the server hung up
+    log = menu_server.wait_log(r"leaves IVR: Hangup")
+    assert "main:failure" in log
