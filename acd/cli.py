@@ -1,4 +1,5 @@
-"""``acd`` command line: serve, check-config, status, originate, erlang, prompts, recordings."""
+"""``acd`` command line: serve, check-config, status, originate, erlang, simulate, prompts,
+recordings, agents, cdr."""
 
 from __future__ import annotations
 
@@ -109,6 +110,19 @@ def cmd_erlang(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from acd.simulate import SimParams, simulate
+    from acd.simulate_stats import format_report
+
+    engine = load_config(args.config).engine if args.config else None
+    params = SimParams(args.calls_per_hour, args.aht, args.agents, args.hours, args.seed,
+                       args.patience, args.target_seconds, args.wrapup, args.ring_delay,
+                       args.warmup_hours, args.config or "")
+    result = simulate(params, engine)
+    sys.stdout.write((json.dumps(result.as_dict()) if args.json else format_report(result)) + "\n")
+    return 0
+
+
 def cmd_prompts_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -190,6 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--service-level", type=float, help="find the fewest agents reaching this (0.8 or 80)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_erlang)
+    sm = sub.add_parser("simulate", help="simulate calls on the real ACD engine (virtual time) "
+                                         "beside the Erlang C (or A) prediction")
+    sm.add_argument("--config", help="use this file's queues and agents (arrivals spread evenly "
+                                     "over the queues with members; R and AHT are overall)")
+    sm.add_argument("--calls-per-hour", type=float, required=True, help="Poisson arrival rate")
+    sm.add_argument("--aht", type=float, required=True, help="mean talk time, seconds (exponential)")
+    sm.add_argument("--agents", type=int, help="agents in the one simulated queue (not with --config)")
+    sm.add_argument("--hours", type=float, required=True, help="simulated hours, warm-up included")
+    sm.add_argument("--seed", type=int, required=True)
+    sm.add_argument("--patience", type=float, help="mean caller patience, seconds (exponential; Erlang A)")
+    sm.add_argument("--target-seconds", type=float, default=20.0, help="service-level target (default 20 s)")
+    sm.add_argument("--wrapup", type=float, default=0.0, help="wrap-up seconds after each call (default 0)")
+    sm.add_argument("--ring-delay", type=float, default=0.0, help="seconds before agents answer (default 0)")
+    sm.add_argument("--warmup-hours", type=float, help="excluded from the figures (default 1 h or 10 %%)")
+    sm.add_argument("--json", action="store_true")
+    sm.set_defaults(func=cmd_simulate)
+    sm.error = lambda msg: sm.exit(1, f"{sm.format_usage()}{sm.prog}: error: {msg}\n")  # type: ignore
     pr = sub.add_parser("prompts", help="voice prompts").add_subparsers(dest="action", required=True)
     pb = pr.add_parser("build", help="speak the missing standard prompts with espeak-ng, and write "
                                      "default hold music (in the sibling moh/) if there is none")
@@ -204,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     rr = rc.add_parser("repair", help="fix the WAV header of recordings cut short by a crash")
     rr.add_argument("files", nargs="+", metavar="FILE")
     rr.set_defaults(func=cmd_recordings_repair)
+    from acd.store.commands import add_commands  # acd agents ..., acd cdr
+
+    add_commands(sub)
     return p
 
 

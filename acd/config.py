@@ -123,6 +123,11 @@ def validate_config(data: Mapping[str, Any], file: str) -> Config:
     hours_raw = _freeze(top.table("hours", known=None).data)
     menus = ivr_config_from_toml(ivr_raw, hours_raw, file=file, known_queues=set(engine.queues),
                                  known_trunks={t.name for t in trunks})
+    for name, queue in engine.queues.items():
+        if queue.hours and queue.hours not in menus.schedules:
+            hint = _suggest(queue.hours, list(menus.schedules))
+            raise ConfigError(file, f"queues.{name}.hours", f"unknown schedule {queue.hours!r}" + (
+                f"; did you mean {hint!r}?" if hint else f" (defined: {', '.join(menus.schedules) or 'none'})"))
     for i, rule in enumerate(dialplan):
         known = engine.queues if rule.action == "queue" else menus.menus if rule.action == "ivr" else None
         if known is not None and rule.target not in known:

@@ -342,9 +342,34 @@ class Server:
             self.menus.start(call.call_id, menu, self.transport.now)
         elif queue and self.cc is not None:
             self.by_id[call.call_id] = call
+            if self._queue_closed(call, queue):
+                return
             caller = call.invite.from_.sip_uri.user if call.invite is not None else ""
             self.cc.enter(call.call_id, queue, caller or "", self.transport.now, priority)
         self.transport.flush()  # the engine's or menu's new timers: re-arm the one timer
+
+    def _queue_closed(self, call: Call, queue: str) -> bool:
+        """Business hours per queue: outside its schedule the caller gets the queue's
+        ``closed`` action (hang up after a prompt, another queue, or voicemail)."""
+        cfg = self.config.engine.queues[queue]
+        if not cfg.hours or self.config.menus.schedules[cfg.hours].is_open_epoch(time.time()):
+            return False
+        closed = cfg.closed
+        log.info("call %s: queue %s is closed (schedule %s): %s %s", call.call_id, queue, cfg.hours,
+                 closed.action, closed.target)
+        hops = call.app.setdefault("closed_hops", 0)
+        if closed.action == "queue" and hops < 5:
+            call.app["closed_hops"] = hops + 1
+            call.app["queue"] = closed.target
+            self._enter_queue(call)
+            return True
+        if closed.action == "voicemail":
+            log.warning("call %s: voicemail %s is not available yet", call.call_id, closed.target)
+        feed = self.feeds.get(call.call_id)
+        if feed is None or not feed.announce([closed.prompt or "queue/closed"],
+                                             on_done=lambda now: self._act(call, "hangup")):
+            self._act(call, "hangup")
+        return True
 
     def _ivr_route(self, call_id: str, action: Any) -> None:
         """Where a caller goes when the menu is done (acd.ivr.actions terminals)."""

@@ -157,3 +157,26 @@ def test_menu_without_input_gives_up_politely(menu_server: RunningServer, tmp_pa
     assert result["answered"] and result.get("hangup_by") == "remote", result  # the server hung up
     log = menu_server.wait_log(r"leaves IVR: Hangup")
     assert "main:failure" in log
+
+
+def test_queue_outside_business_hours_sends_callers_on(server_factory, tmp_path: Path) -> None:
+    prompts = subprocess.run([sys.executable, "-m", "acd.cli", "prompts", "build", "--dir",
+                              str(tmp_path / "srv0" / "data" / "prompts")], cwd=ROOT, capture_output=True, text=True)
+    assert prompts.returncode == 0
+    acd = ACD.replace("[queues.support]\n", '[queues.support]\nhours = "never"\n'
+                      'closed = {action = "queue", target = "night"}\n') + """
+[queues.night]
+hours = "never"
+closed = {action = "hangup", prompt = "queue/goodbye"}
+
+[hours.never]
+timezone = "UTC"
+"""
+    srv = server_factory(acd=acd)
+    out = subprocess.run([sys.executable, str(PEER), "call", "--uri", srv.uri("support"), "--codec", "PCMU",
+                          "--duration", "15"], cwd=ROOT, capture_output=True, text=True, timeout=40)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["answered"] and result["hangup_by"] == "remote", result
+    log = srv.wait_log(r"queue night is closed")
+    assert re.search(r"queue support is closed \(schedule never\): queue night", log)
+    assert "ENTERQUEUE" not in log  # nobody waited in a closed queue

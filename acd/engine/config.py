@@ -58,6 +58,8 @@ overflow = {action = "hangup", target = "", prompt = "", keep_enter_time = true}
                             # "voicemail" (target mailbox), "callback" (keeps the position),
                             # "hangup" (prompt, then hang up). No loops between queues.
 callback = {offer_after_s = 60, key = "1", prompt = "", confirm_prompt = "", expire_s = 14400}
+hours = ""                  # a [hours.NAME] schedule (see the IVR section); outside it a caller
+closed = {action = "hangup", prompt = "queue/closed"}   # gets `closed`: hangup, queue, voicemail
                             # after offer_after_s the caller hears prompt; pressing key turns
                             # the call into a callback that keeps its place in the queue
 
@@ -114,7 +116,7 @@ QUEUE_KEYS = ("strategy", "wrapup_s", "ring_timeout_s", "max_wait_s", "max_len",
               "leave_when_empty", "priority", "weight", "music", "ringback_when_offered",
               "announce_position_every_s", "announce_holdtime", "periodic_announce_every_s",
               "periodic_prompt", "exit_key", "exit_target", "skills", "min_level",
-              "skill_widening", "prefer_higher_level", "overflow", "callback")
+              "skill_widening", "prefer_higher_level", "overflow", "callback", "hours", "closed")
 WIDENING_KEYS = ("after_s", "min_level")
 OVERFLOW_KEYS = ("action", "target", "prompt", "keep_enter_time")
 CALLBACK_KEYS = ("offer_after_s", "key", "prompt", "confirm_prompt", "expire_s")
@@ -179,6 +181,8 @@ class QueueConfig:
     prefer_higher_level: bool = True
     overflow: OverflowConfig = OverflowConfig()
     callback: CallbackConfig | None = None
+    hours: str = ""  # a [hours.NAME] schedule; outside it callers get `closed` instead
+    closed: OverflowConfig = OverflowConfig()
 
     @property
     def floor_level(self) -> int:
@@ -343,6 +347,8 @@ def _queue(t: Table, name: str) -> QueueConfig:
         prefer_higher_level=t.boolean("prefer_higher_level", True),
         overflow=overflow,
         callback=callback,
+        hours=t.string("hours", "", pattern=NAME, rule=NAME_RULE),
+        closed=_overflow(t, name, "closed"),
     )
 
 
@@ -365,9 +371,9 @@ def _widening(t: Table, min_level: int) -> tuple[WideningStep, ...]:
     return tuple(steps)
 
 
-def _overflow(t: Table, name: str) -> OverflowConfig:
-    o = t.table("overflow", OVERFLOW_KEYS)
-    action = o.choice("action", "hangup", OVERFLOW_ACTIONS)
+def _overflow(t: Table, name: str, key: str = "overflow") -> OverflowConfig:
+    o = t.table(key, OVERFLOW_KEYS)
+    action = o.choice("action", "hangup", OVERFLOW_ACTIONS if key == "overflow" else ("hangup", "queue", "voicemail"))
     target = o.string("target", "")
     if action == "queue":
         if not target:
