@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,10 +149,20 @@ class ContactCenter:
 
     # -- inputs from the server ------------------------------------------------------------------
 
-    def start(self, now: float) -> None:
-        """Robot agents log in and become available at once."""
+    def start(self, now: float, restore: Sequence[E.Event] = ()) -> None:
+        """Agents restored from the store come back first (as after a lost connection: they
+        carry on when they reconnect); robot agents log in and become available at once."""
         self._next_alive = now + self._alive_every
+        for event in restore:
+            try:
+                self._handle(event, now)
+            except EngineError as exc:
+                log.warning("could not restore %s: %s", event, exc)
+        if restore:
+            log.info("restored %d agent event(s) from before the restart", len(restore))
         for agent in sorted(self.robots):
+            if getattr(self.engine.agent_view(agent), "state", "") not in ("logged-out", ""):
+                continue
             self._handle(E.AgentLogin(agent), now)
             self._handle(E.AgentReady(agent), now)
         log.info("ACD ready: %d queue(s), %d agent(s) (%d robot)", len(self.config.queues),

@@ -18,6 +18,7 @@ from acd.config_schema import Config
 from acd.contact_center import CallerFeed, ContactCenter
 from acd.ivr import actions as ivr_actions
 from acd.menus import MenuRunner
+from acd.store import open_store, restore_agents, sync_agents_from_config
 from acd.media_session import CallMedia, params_from_sdp
 from media.dtmf import DtmfEnd, DtmfEvent, DtmfParseError, parse_dtmf_relay
 from media.codecs import make_codec
@@ -88,6 +89,8 @@ class Server:
         self.clock = MediaClock(config.rtp.ptime_ms / 1000)
         self.media_counters: Counter[str] = Counter()  # of ended calls; active ones are added live
         self.cc: ContactCenter | None = None
+        self.store: Any = None  # acd.store.Store once the ACD runs
+        self._store_sync: asyncio.Task[None] | None = None
         self.menus: MenuRunner | None = None
         self.feeds: dict[str, CallerFeed] = {}  # call id → what the caller hears in the ACD
         self.by_id: dict[str, Call] = {}
@@ -142,11 +145,17 @@ class Server:
         await self._start_trunk_clients()
         engine_config = self.config.engine
         if engine_config is not None and engine_config.queues:
+            self.store = open_store(self.data_dir)
+            report = sync_agents_from_config(self.store, engine_config)
+            log.info("agent accounts: %s", report)
+            restore = restore_agents(self.store, engine_config)
             self.cc = ContactCenter(engine_config, epoch=time.time() - self.transport.now, data_dir=self.data_dir,
-                                    hangup=self._cc_hangup, feed_for=self.feeds.get, now=lambda: self.transport.now)
+                                    hangup=self._cc_hangup, feed_for=self.feeds.get, now=lambda: self.transport.now,
+                                    on_record=self.store.write)
             self.transport.timer_sources.append(self.cc)
-            self.cc.start(self.transport.now)
+            self.cc.start(self.transport.now, restore)
             self.transport.flush()
+            self._store_sync = asyncio.get_running_loop().create_task(self._sync_store())
         if self.config.menus is not None and self.config.menus.menus:
             self.menus = MenuRunner(self.config.menus, route=self._ivr_route, feed_for=self.feeds.get,
                                     now=lambda: self.transport.now, changed=self.transport.flush)  # type: ignore[union-attr]
@@ -197,6 +206,11 @@ class Server:
                 await asyncio.sleep(0.5)  # let the un-REGISTERs go out (and usually be answered)
         for call in list(self.media):
             self._release(call)
+        if self._store_sync is not None:
+            self._store_sync.cancel()
+        if self.store is not None:
+            self.store.sync()
+            self.store.close()
         if self._control is not None:
             self._control.close()
             (self.data_dir / CONTROL_SOCKET).unlink(missing_ok=True)
@@ -325,6 +339,13 @@ class Server:
         media.update(stream, self.transport.now if self.transport else 0.0)
         self.media[call] = media
         return True
+
+    async def _sync_store(self) -> None:
+        """fsync the store once a second: a kill -9 never loses a committed record; this bounds
+        what an OS crash could take back."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.store.sync()
 
     def _acd_media(self, rate: int) -> tuple[Any, Any]:
         cache = self.__dict__.setdefault("_acd_media_cache", {})

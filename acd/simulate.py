@@ -17,9 +17,11 @@ giving up) merged with ``engine.get_timer()``; each input goes to ``engine.handl
 Without a configuration the model is one queue ("sim", longest-idle, position and hold-time
 announcements every 60 s) served by ``agents`` agents. With one (``engine_config``, e.g. the
 ``engine`` part of :func:`acd.config.load_config`), its queues and agents are used as they
-are: all the agents log in to all their queues, ``calls_per_hour`` is the **total** rate,
-spread evenly (Poisson splitting) over the queues that have at least one member able to
-serve them, and every call has the same ``aht_s``. Two settings are overridden because no
+are: every agent able to serve a queue logs in to all its queues (the others stay logged
+out), ``calls_per_hour`` is the **total** rate, spread evenly (Poisson splitting) over the
+queues that have at least one member able to serve them, and every call has the same
+``aht_s``; the Erlang prediction pools all of it as one queue (an approximation, said so in
+the report). Two settings are overridden because no
 server takes part: ``reconcile_after_s`` is 0 (nobody confirms calls) and the agents send
 ``WrapUpDone`` after ``wrapup_s`` (a queue's shorter ``wrapup_s`` timer ends it first).
 
@@ -61,6 +63,7 @@ log = logging.getLogger(__name__)
 QUEUE = "sim"
 DRAIN_LIMIT_S = 3600.0
 MAX_CALLS = 20_000_000  # expected arrivals; beyond, the run would take hours
+MAX_AGENTS = 100_000
 DEFAULT_WARMUP_H = 1.0
 ANNOUNCE_EVERY_S = 60.0
 
@@ -110,6 +113,7 @@ class SimParams:
         else:
             need(self.agents is not None, "give --agents N (or --config FILE)")
             need(self.agents is not None and self.agents >= 1, "--agents must be at least 1")
+            need((self.agents or 0) <= MAX_AGENTS, f"--agents must be at most {MAX_AGENTS:,}")
         need(self.hours > 0, "--hours must be positive")
         need(0 <= self.warmup < self.hours, "--warmup-hours must be at least 0 and less than --hours")
         need(self.patience_s is None or self.patience_s > 0, "--patience must be positive (seconds)")
@@ -136,23 +140,30 @@ def default_config(p: SimParams) -> EngineConfig:
                               aht_default_s=p.aht_s + p.wrapup_s)
 
 
-def _served_queues(cfg: EngineConfig) -> tuple[list[str], int]:
-    """The queues some agent can serve, and how many agents serve at least one of them."""
+def _served_queues(cfg: EngineConfig) -> tuple[list[str], list[str]]:
+    """The queues some agent can serve, and the agents who serve at least one of them (the
+    others would sit idle and dilute the occupancy: they are not logged in)."""
     served: set[str] = set()
-    staff = 0
+    staff = []
     for a in cfg.agents.values():
         mine = {q for q in a.queues if q in cfg.queues and a.level_in(cfg.queues[q]) > 0}
         served |= mine
-        staff += bool(mine)
+        if mine:
+            staff.append(a.id)
     return [q for q in cfg.queues if q in served], staff
 
 
-def simulate(p: SimParams, engine_config: EngineConfig | None = None) -> SimResult:
-    """Run the simulation; raises :class:`SimulationError` on bad parameters."""
+def simulate(p: SimParams, engine_config: EngineConfig | None = None, *,
+             on_call: Callable[[CallRecord], None] | None = None) -> SimResult:
+    """Run the simulation; raises :class:`SimulationError` on bad parameters.
+
+    ``on_call`` receives the ``CallRecord`` of every call of the measured window as it ends
+    (to keep the CDRs, or to check them call by call).
+    """
     p.check(engine_config is not None)
     if engine_config is None:
         cfg = default_config(p)
-        queues, staff = [QUEUE], p.agents or 0
+        queues, staff = [QUEUE], list(cfg.agents)
         note = ""
     else:
         cfg = replace(engine_config, reconcile_after_s=0.0)
@@ -163,16 +174,16 @@ def simulate(p: SimParams, engine_config: EngineConfig | None = None) -> SimResu
         if too_slow:
             raise SimulationError(f"--ring-delay {p.ring_delay_s:g} s is not shorter than "
                                   f"the ring timeout of queue {too_slow[0]}")
-        note = (f"{len(queues)} queue(s), {staff} agent(s): the model pools them "
+        note = (f"{len(queues)} queue(s), {len(staff)} agent(s): the model pools them "
                 "as one queue (an approximation with skills, priorities or shared agents)")
     t0 = time.perf_counter()
-    run = _Run(p, cfg, queues)
+    run = _Run(p, cfg, queues, staff, on_call)
     run.run()
     wall = time.perf_counter() - t0
-    prediction = _prediction(p, staff)
+    prediction = _prediction(p, len(staff))
     params = asdict(p)
     params["warmup_hours"] = p.warmup
-    params["agents"] = staff
+    params["agents"] = len(staff)
     params["queues"] = queues if len(queues) <= 20 else len(queues)
     result = SimResult(run.stats.finish(), params, prediction, note,
                        dict(sorted((k.__name__, n) for k, n in run.action_counts.items())),
@@ -197,7 +208,8 @@ def _prediction(p: SimParams, agents: int) -> ErlangResult | None:
 class _Run:
     """One run's state: the engine, the simulated event heap and the statistics."""
 
-    def __init__(self, p: SimParams, cfg: EngineConfig, queues: list[str]) -> None:
+    def __init__(self, p: SimParams, cfg: EngineConfig, queues: list[str],
+                 staff: list[str], on_call: Callable[[CallRecord], None] | None) -> None:
         master = random.Random(p.seed)
         # one stream per kind of randomness: a change in one leaves the others alone
         self.rng_arrival = random.Random(master.getrandbits(64))
@@ -207,6 +219,8 @@ class _Run:
         self.p = p
         self.cfg = cfg
         self.queues = queues
+        self.staff = staff
+        self.on_call = on_call
         self.rate = p.calls_per_hour / 3600.0
         self.start = p.warmup * 3600.0
         self.end = p.hours * 3600.0
@@ -234,7 +248,7 @@ class _Run:
 
     def run(self) -> None:
         engine = self.engine
-        for aid in self.cfg.agents:
+        for aid in self.staff:
             self._input(AgentLogin(aid), 0.0)
         self._at(self.rng_arrival.expovariate(self.rate), ARRIVAL)
         heap = self.heap
@@ -350,4 +364,6 @@ class _Run:
         self.live.pop(r.call_id, None)
         if self.window.pop(r.call_id, None) is not None:
             self.stats.call(r)
+            if self.on_call is not None:
+                self.on_call(r)
 
