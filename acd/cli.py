@@ -60,7 +60,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _control(config_path: str, request: dict) -> dict:
     config = load_config(config_path)
-    from acd.server import control
+    from acd.control import control
 
     return _run_loop(control(config.server.data_dir, request))  # type: ignore[return-value]
 

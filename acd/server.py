@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import secrets
 import signal
 import time
 from collections import Counter
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from acd.config_schema import Config
 from acd.contact_center import CallerFeed, ContactCenter
+from acd.control import ControlSocket
 from acd.ivr import actions as ivr_actions
 from acd.menus import MenuRunner
 from acd.store import open_store, restore_agents, sync_agents_from_config
@@ -31,19 +30,18 @@ from acd.sip import sdp as sdpmod
 from acd.sip.call import Call, CallConnected, CallEnded, CallInfo, CallReoffer, IncomingCall
 from acd.sip.auth import DigestClient
 from acd.sip.errors import RemoteProtocolError
-from acd.sip.events import Event, Peer, TimerConfig
+from acd.sip.events import Event, TimerConfig
 from acd.sip.transport import Listener, SipTransport
 from acd.sip.ua import UserAgent
 from acd.sip.uri import format_host, parse_uri
-from acd.sip.trunk_client import Keepalive, Registration
+from acd.trunk_runtime import TrunkClients, resolve
 from acd.tlscert import client_context, ensure_self_signed, server_context
 from acd.trunks import TrunkAdmission, load_secret
 
-__all__ = ["Server", "CONTROL_SOCKET", "control"]
+__all__ = ["Server"]
 
 log = logging.getLogger(__name__)
 
-CONTROL_SOCKET = "acd.sock"
 # trunk-side codecs by config name (RFC 3551 static PTs; opus per RFC 7587, dynamic PT)
 TRUNK_CODECS = {
     "PCMU": sdpmod.Codec(0, "PCMU", 8000),
@@ -94,12 +92,10 @@ class Server:
         self.menus: MenuRunner | None = None
         self.feeds: dict[str, CallerFeed] = {}  # call id → what the caller hears in the ACD
         self.by_id: dict[str, Call] = {}
-        self.registrations: dict[str, Registration] = {}
-        self.keepalives: dict[str, Keepalive] = {}
-        self.contact_users = {"homeline"}  # Request-URI users that mean "look at To" (registered contacts)
+        self.trunk_clients: TrunkClients | None = None
+        self.control: ControlSocket | None = None
         self.counters: Counter[str] = Counter()
         self.transport: SipTransport | None = None
-        self._control: asyncio.AbstractServer | None = None
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -142,7 +138,8 @@ class Server:
                                       ssl_client=client_context(verify=False),
                                       max_message_bytes=self.config.sip.max_message_bytes)
         await self.transport.start()
-        await self._start_trunk_clients()
+        self.trunk_clients = TrunkClients(self.config, self.ua, self.transport, self._contact)
+        await self.trunk_clients.start()
         engine_config = self.config.engine
         if engine_config is not None and engine_config.queues:
             self.store = open_store(self.data_dir)
@@ -160,9 +157,8 @@ class Server:
             self.menus = MenuRunner(self.config.menus, route=self._ivr_route, feed_for=self.feeds.get,
                                     now=lambda: self.transport.now, changed=self.transport.flush)  # type: ignore[union-attr]
             self.transport.timer_sources.append(self.menus)
-        sock = self.data_dir / CONTROL_SOCKET
-        sock.unlink(missing_ok=True)
-        self._control = await asyncio.start_unix_server(self._on_control, path=str(sock))
+        self.control = ControlSocket(self)
+        await self.control.start()
         log.info("Homeline ready: %d trunk(s), %d dial-plan rule(s)", len(self.config.trunks),
                  len(self.config.dialplan))
 
@@ -195,14 +191,9 @@ class Server:
         await self.close()
 
     async def close(self) -> None:
-        if self.transport is not None:
-            now = self.transport.now
-            for ka in self.keepalives.values():
-                ka.stop(now)
-            for reg in self.registrations.values():
-                reg.unregister(now)
-            self.transport.flush()
-            if self.registrations:
+        if self.trunk_clients is not None:
+            self.trunk_clients.stop()
+            if self.trunk_clients.registrations:
                 await asyncio.sleep(0.5)  # let the un-REGISTERs go out (and usually be answered)
         for call in list(self.media):
             self._release(call)
@@ -211,9 +202,8 @@ class Server:
         if self.store is not None:
             self.store.sync()
             self.store.close()
-        if self._control is not None:
-            self._control.close()
-            (self.data_dir / CONTROL_SOCKET).unlink(missing_ok=True)
+        if self.control is not None:
+            self.control.close()
         if self.transport is not None:
             await self.transport.close()
         log.info("stopped")
@@ -241,7 +231,8 @@ class Server:
         call, req = ev.call, ev.request
         try:
             user = _dialled_user(req.uri)
-            if user in self.contact_users or not user:
+            contact_users = self.trunk_clients.contact_users if self.trunk_clients else set()
+            if user in contact_users or user == "homeline" or not user:
                 user = _dialled_user(req.to.uri)  # a registered trunk calls our Contact; the DID is in To
         except RemoteProtocolError as exc:
             self.ua.act(call, "reject", self.transport.now, (exc.status, exc.reason[:60], ()))  # type: ignore[union-attr]
@@ -442,62 +433,6 @@ class Server:
         self._act(call, "answer", answer)
         self._enter_queue(call)
 
-    # -- trunk registration and keepalive ------------------------------------------------
-
-    async def _resolve(self, uri: str) -> tuple[Peer, Any]:
-        parsed = parse_uri(uri)
-        infos = await asyncio.get_running_loop().getaddrinfo(parsed.host, parsed.effective_port)
-        return Peer(parsed.transport, infos[0][4][0], parsed.effective_port), parsed
-
-    async def _start_trunk_clients(self) -> None:
-        assert self.transport is not None
-        for trunk in self.config.trunks:
-            try:
-                if trunk.register is not None:
-                    reg = trunk.register
-                    dest, parsed = await self._resolve(reg.registrar)
-                    user = reg.username or trunk.from_user
-                    host, port = self._sent_by(dest.transport)
-                    contact = self._contact(dest.transport).replace("homeline@", f"{user}@", 1)
-                    self.contact_users.add(user)
-                    client = Registration(
-                        self.ua, dest, f"sip:{user}@{format_host(parsed.host)}", contact,
-                        registrar_uri=reg.registrar, username=reg.username or None,
-                        password=reg.password or None, expires=reg.expires, retry_min=reg.retry_min,
-                        retry_max=reg.retry_max, name=trunk.name,
-                        on_change=lambda state, detail, t=trunk.name: self._trunk_change(t, "registration", state, detail))
-                    self.registrations[trunk.name] = client
-                    self.transport.timer_sources.append(client)
-                    client.start(self.transport.now)
-                if trunk.options_interval and trunk.proxy:
-                    dest, _ = await self._resolve(trunk.proxy)
-                    ka = Keepalive(self.ua, dest, interval=trunk.options_interval, name=trunk.name,
-                                   on_change=lambda state, detail, t=trunk.name: self._trunk_change(t, "keepalive", state, detail))
-                    self.keepalives[trunk.name] = ka
-                    self.transport.timer_sources.append(ka)
-                    ka.start(self.transport.now)
-            except OSError as exc:
-                log.error("trunk %s: cannot resolve its proxy/registrar: %s", trunk.name, exc)
-        self.transport.flush()
-
-    def _trunk_change(self, trunk: str, what: str, state: str, detail: str) -> None:
-        level = logging.WARNING if state in ("failed", "down") else logging.INFO
-        log.log(level, "trunk %s %s: %s", trunk, what, detail or state)
-
-    def _trunk_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for t in self.config.trunks:
-            entry: dict[str, Any] = {"inbound": "digest" if t.authenticates else "by source address"}
-            reg = self.registrations.get(t.name)
-            if reg is not None:
-                entry["registration"] = {"state": reg.state, "last_status": reg.last_status,
-                                         "last_error": reg.last_error, "expires_at": reg.expires_at}
-            ka = self.keepalives.get(t.name)
-            if ka is not None:
-                entry["keepalive"] = ka.status()
-            out[t.name] = entry
-        return out
-
     # -- outbound calls through a trunk --------------------------------------------------
 
     async def originate(self, trunk_name: str, number: str, *, duration: float | None = None,
@@ -509,9 +444,7 @@ class Server:
         trunk = self.config.trunk(trunk_name)
         if trunk is None or not trunk.proxy:
             raise AcdError(f"trunk {trunk_name!r} does not exist or has no proxy")
-        proxy = parse_uri(trunk.proxy)
-        infos = await asyncio.get_running_loop().getaddrinfo(proxy.host, proxy.effective_port)
-        dest = Peer(proxy.transport, infos[0][4][0], proxy.effective_port)
+        dest, proxy = await resolve(trunk.proxy)
         host, _ = self._sent_by(dest.transport)
         uri = str(replace(proxy, user=number))
         assert self.transport is not None
@@ -628,70 +561,3 @@ class Server:
                  f" ({ev.status})" if ev.status else "", duration,
                  f"; quality: MOS {quality['mos']:.2f}, loss {quality['loss_pct']:.1f} %, jitter "
                  f"{quality['jitter_ms']:.1f} ms" if quality else "")
-
-    # -- status ----------------------------------------------------------------------------
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "uptime_s": round(time.time() - self.started, 1),
-            "accepting": self.ua.accepting,
-            "calls_active": len(self.media),
-            "counters": dict(self.counters),
-            "sip": dict(self.ua.stats),
-            "transport": dict(self.transport.stats) if self.transport else {},
-            "admission": dict(self.admission.stats),
-            "media": dict(sum((m.counters() for m in self.media.values() if m is not None),
-                              Counter(self.media_counters)) + Counter(self.clock.stats)),
-            "trunks": self._trunk_status(),
-            "acd": self._acd_status(),
-        }
-
-    def _acd_status(self) -> dict[str, Any]:
-        if self.cc is None or self.transport is None:
-            return {}
-        now = self.transport.now
-        engine = self.cc.engine
-        return {
-            "queues": {name: asdict(engine.queue_view(name, now)) for name in self.cc.config.queues},
-            "agents": {name: {"state": view.state, "reason": view.reason, "call": view.call}
-                       for name in self.cc.config.agents for view in (engine.agent_view(name),)},
-            "actions": dict(self.cc.stats),
-        }
-
-    async def _on_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await asyncio.wait_for(reader.readline(), timeout=5)
-            request = json.loads(line or b"{}")
-            cmd = request.get("cmd")
-            if cmd == "status":
-                reply: dict[str, Any] = self.status()
-            elif cmd == "agent" and self.cc is not None and self.transport is not None:
-                reply = self.cc.agent_command(str(request["agent"]), str(request["action"]), self.transport.now,
-                                              call=request.get("call"), reason=request.get("reason"))
-                self.transport.flush()
-            elif cmd == "originate":
-                call = await self.originate(str(request["trunk"]), str(request["to"]),
-                                            duration=request.get("duration"),
-                                            ring_timeout=float(request.get("ring_timeout") or 60),
-                                            tone_hz=request.get("tone"))
-                reply = {"call_id": call.call_id}
-            else:
-                reply = {"error": f"unknown command {cmd!r}"}
-        except (ValueError, KeyError, asyncio.TimeoutError, AttributeError, AcdError, OSError) as exc:
-            reply = {"error": str(exc) or type(exc).__name__}
-        writer.write(json.dumps(reply).encode() + b"\n")
-        await writer.drain()
-        writer.close()
-
-
-async def control(data_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
-    """Send one command to a running server over its control socket."""
-    try:
-        reader, writer = await asyncio.open_unix_connection(str(data_dir / CONTROL_SOCKET))
-    except OSError as exc:
-        raise AcdError(f"server not running (no control socket in {data_dir}): {exc}") from exc
-    writer.write(json.dumps(request).encode() + b"\n")
-    await writer.drain()
-    data = await reader.readline()
-    writer.close()
-    return json.loads(data)

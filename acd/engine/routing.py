@@ -50,10 +50,7 @@ def pick_agents(q: QueueState, call: Call, now: float) -> list[Agent]:
     the candidates with ``Strategy.order``.
     """
     declined = call.declined
-    ok: Callable[[Agent], bool] | None = None
-    if declined:
-        def ok(a: Agent) -> bool:
-            return declined.get(a.id, -1.0) <= now
+    ok: Callable[[Agent], bool] | None = (lambda a: declined.get(a.id, -1.0) <= now) if declined else None
     levels = [lv for lv in q.levels_desc if lv >= call.min_level and q.pools[lv].members]
     if not levels:
         return []

@@ -307,7 +307,6 @@ class UserAgent:
                 self._guard(call.handle, "hangup", now)
 
     def _on_request(self, req: Request, source: Peer, tx: Transaction | None, now: float) -> None:
-        method = req.method.upper()
         to_tag = req.to.tag
         if tx is None:  # ACK for a 2xx
             call = self.dialogs.get((req.call_id, to_tag or "", req.from_.tag or ""))
