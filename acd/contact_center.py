@@ -25,7 +25,8 @@ from acd.engine.records import AgentStateRecord, CallRecord, OfferRecord, QueueL
 from media.errors import MediaError
 from media.moh import MohPlayer, MusicSource, shared_source
 from media.prompts import PromptLibrary, PromptPlayer, say_position, say_wait
-from media.tones import ToneSource, tone
+from media.recording import CallRecorder
+from media.tones import BEEPS, ToneSource, tone
 
 __all__ = ["CallerFeed", "ContactCenter"]
 
@@ -49,6 +50,10 @@ class CallerFeed:
         self._ring: ToneSource | None = None
         self._prompt: PromptPlayer | None = None
         self._prompt_done: Callable[[float], None] | None = None
+        self.recorder: CallRecorder | None = None
+        self._record_max = 0.0
+        self._record_until: float | None = None
+        self._record_done: Callable[[float], None] | None = None
         self.connected: Callable[[np.ndarray, float], np.ndarray | None] | None = None
 
     def music(self) -> None:
@@ -59,6 +64,18 @@ class CallerFeed:
     def ringback(self) -> None:
         self.base = "ringback"
         self._ring = ToneSource(tone(self.tone_profile, "ringback"), self.rate)
+
+    def voicemail(self, prompt: str, recorder: CallRecorder, max_s: float,
+                  on_done: Callable[[float], None]) -> None:
+        """Prompt, beep, then record what the caller says (left channel) for up to ``max_s``."""
+        def start_recording(now: float) -> None:
+            self.base = "recording"
+            self._ring = ToneSource(BEEPS["recording-beep"], self.rate)
+            self.recorder, self._record_max, self._record_until = recorder, max_s, None
+            self._record_done = on_done
+
+        if not self.announce([prompt], on_done=start_recording):
+            start_recording(0.0)
 
     def connect(self, party: Callable[[np.ndarray, float], np.ndarray | None]) -> None:
         self.base = "connected"
@@ -98,7 +115,23 @@ class CallerFeed:
             return self._ring.next_frame()
         if self.base == "connected" and self.connected is not None:
             return self.connected(received, now)
+        if self.base == "recording" and self.recorder is not None:
+            if self._record_until is None:
+                self._record_until = now + self._record_max  # the deadline starts with the beep
+            self.recorder.write(received, None)
+            if now >= self._record_until:
+                self.stop_recording()
+                done, self._record_done = self._record_done, None
+                if done is not None:
+                    done(now)
+            if self._ring is not None and not self._ring.done:
+                return self._ring.next_frame()  # the beep
         return np.zeros(self.frame_samples, dtype=np.int16)
+
+    def stop_recording(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
 
 
 class ContactCenter:
@@ -107,13 +140,14 @@ class ContactCenter:
 
     def __init__(self, config: EngineConfig, *, epoch: float, data_dir: Path, hangup: Callable[[str, str], None],
                  feed_for: Callable[[str], CallerFeed | None], on_record: Callable[[Any], None] | None = None,
-                 now: Callable[[], float]) -> None:
+                 exit_queue: Callable[[A.ExitQueue], None] | None = None, now: Callable[[], float]) -> None:
         self.config = config
         self.engine = Engine(config, epoch=epoch)
         self.data_dir = data_dir
         self.hangup = hangup
         self.feed_for = feed_for
         self.on_record = on_record
+        self.exit_queue = exit_queue  # where a caller who leaves a queue goes (the server decides)
         self.now = now
         self.stats: Counter[str] = Counter()
         self.robots = {name for name, agent in config.agents.items() if agent.test}
@@ -296,7 +330,11 @@ class ContactCenter:
 
     def _on_ExitQueue(self, a: A.ExitQueue, now: float) -> None:  # noqa: N802
         self.active.discard(a.call)
-        self.hangup(a.call, f"left queue {a.queue}: {a.reason} ({a.action})")
+        log.info("call %s left queue %s: %s -> %s %s", a.call, a.queue, a.reason, a.action, a.target)
+        if self.exit_queue is not None:
+            self.exit_queue(a)
+        else:
+            self.hangup(a.call, f"left queue {a.queue}: {a.reason} ({a.action})")
 
     def _on_HangupCall(self, a: A.HangupCall, now: float) -> None:  # noqa: N802
         self.active.discard(a.call)

@@ -23,6 +23,7 @@ from media.dtmf import DtmfEnd, DtmfEvent, DtmfParseError, parse_dtmf_relay
 from media.codecs import make_codec
 from media.errors import MediaError
 from media.measure import AudioTap
+from media.recording import CallRecorder
 from media.tones import ToneSource, ToneSpec
 from media.transport import MediaClock, PortPool
 from acd.errors import AcdError
@@ -148,7 +149,7 @@ class Server:
             restore = restore_agents(self.store, engine_config)
             self.cc = ContactCenter(engine_config, epoch=time.time() - self.transport.now, data_dir=self.data_dir,
                                     hangup=self._cc_hangup, feed_for=self.feeds.get, now=lambda: self.transport.now,
-                                    on_record=self.store.write)
+                                    on_record=self.store.write, exit_queue=self._exit_queue)
             self.transport.timer_sources.append(self.cc)
             self.cc.start(self.transport.now, restore)
             self.transport.flush()
@@ -376,12 +377,48 @@ class Server:
             self._enter_queue(call)
             return True
         if closed.action == "voicemail":
-            log.warning("call %s: voicemail %s is not available yet", call.call_id, closed.target)
+            self.voicemail(call, closed.target, closed.prompt)
+            return True
         feed = self.feeds.get(call.call_id)
         if feed is None or not feed.announce([closed.prompt or "queue/closed"],
                                              on_done=lambda now: self._act(call, "hangup")):
             self._act(call, "hangup")
         return True
+
+    def voicemail(self, call: Call, mailbox: str, prompt: str = "") -> None:
+        """A message-recording destination: prompt, beep, then the caller's message is written
+        to ``data_dir/voicemail/MAILBOX/`` (crash-safe WAV) until they hang up or 2 minutes."""
+        feed = self.feeds.get(call.call_id)
+        if feed is None:
+            self._act(call, "hangup")
+            return
+        folder = self.data_dir / "voicemail" / mailbox
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{call.call_id.replace('/', '_')[:40]}.wav"
+        call.app["voicemail"] = path
+        log.info("call %s: voicemail for %s into %s", call.call_id, mailbox, path)
+        feed.voicemail(prompt or "queue/leave-message", CallRecorder(path, feed.rate), 120.0,
+                       on_done=lambda now: self._act(call, "hangup"))
+
+    def _exit_queue(self, exit: Any) -> None:
+        """A caller leaves a queue (max wait, empty queue, exit key): voicemail, a menu or queue
+        named by ``exit_target``, or a goodbye prompt and hang up."""
+        call = self.by_id.get(exit.call)
+        if call is None or call.ended:
+            return
+        feed = self.feeds.get(call.call_id)
+        if exit.action == "voicemail":
+            self.voicemail(call, exit.target, exit.prompt)
+        elif exit.action == "continue" and self.menus is not None and exit.target in self.config.menus.menus:
+            self.menus.start(call.call_id, exit.target, self.transport.now)  # type: ignore[union-attr]
+        elif exit.action == "continue" and exit.target in self.config.engine.queues:
+            call.app["queue"] = exit.target
+            self._enter_queue(call)
+        elif feed is not None and feed.announce([exit.prompt or "queue/goodbye"],
+                                                on_done=lambda now: self._act(call, "hangup")):
+            pass
+        else:
+            self._act(call, "hangup")
 
     def _ivr_route(self, call_id: str, action: Any) -> None:
         """Where a caller goes when the menu is done (acd.ivr.actions terminals)."""
@@ -548,7 +585,10 @@ class Server:
     def _ended(self, ev: CallEnded) -> None:
         call = ev.call
         self._release(call)
-        self.feeds.pop(call.call_id, None)
+        feed = self.feeds.pop(call.call_id, None)
+        if feed is not None and feed.recorder is not None:
+            feed.stop_recording()
+            log.info("call %s: voicemail saved: %s", call.call_id, call.app.get("voicemail"))
         if self.by_id.pop(call.call_id, None) is not None and self.transport is not None:
             if self.menus is not None:
                 self.menus.hangup(call.call_id, self.transport.now)

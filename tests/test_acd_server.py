@@ -180,3 +180,25 @@ timezone = "UTC"
     log = srv.wait_log(r"queue night is closed")
     assert re.search(r"queue support is closed \(schedule never\): queue night", log)
     assert "ENTERQUEUE" not in log  # nobody waited in a closed queue
+
+
+def test_max_wait_overflow_to_voicemail_records_the_message(server_factory, tmp_path: Path) -> None:
+    prompts = subprocess.run([sys.executable, "-m", "acd.cli", "prompts", "build", "--dir",
+                              str(tmp_path / "srv0" / "data" / "prompts")], cwd=ROOT, capture_output=True, text=True)
+    assert prompts.returncode == 0
+    acd = ACD.replace("[queues.support]\n", '[queues.support]\nmax_wait_s = 2\n'
+                      'overflow = {action = "voicemail", target = "sales", prompt = "digits/7"}\n')
+    srv = server_factory(acd=acd)
+    agent(srv, "robot", "logout")
+    tone = tmp_path / "msg.wav"
+    write_tone_wav(str(tone), 520.0, 12, rate=8000)
+    out = subprocess.run([sys.executable, str(PEER), "call", "--uri", srv.uri("support"), "--codec", "PCMU",
+                          "--play", str(tone), "--duration", "7"], cwd=ROOT, capture_output=True, text=True, timeout=40)
+    assert json.loads(out.stdout.strip().splitlines()[-1])["answered"]
+    log = srv.wait_log(r"voicemail saved")
+    assert "EXITWITHTIMEOUT" in log
+    (saved,) = list((srv.data_dir / "voicemail" / "sales").glob("*.wav"))
+    audio, rate = read_wav(str(saved))
+    audio = audio[:, 0] if audio.ndim == 2 else audio
+    assert len(audio) > 2 * rate  # the message after the beep, until the caller hung up
+    assert abs(dominant_frequency(audio[rate // 2:], rate) - 520.0) < 10  # it is the caller's voice
