@@ -77,6 +77,10 @@ class CallerFeed:
         if not self.announce([prompt], on_done=start_recording):
             start_recording(0.0)
 
+    def connect_agent(self, robot: bool) -> None:
+        """Robots echo the caller; a person's audio arrives with the WebRTC bridge."""
+        self.connect((lambda received, t: received) if robot else (lambda received, t: np.zeros_like(received)))
+
     def connect(self, party: Callable[[np.ndarray, float], np.ndarray | None]) -> None:
         self.base = "connected"
         self.connected = party
@@ -148,6 +152,7 @@ class ContactCenter:
         self.feed_for = feed_for
         self.on_record = on_record
         self.exit_queue = exit_queue  # where a caller who leaves a queue goes (the server decides)
+        self.callbacks: Any = None  # the server's callback dialler (scheduled(), dial())
         self.now = now
         self.stats: Counter[str] = Counter()
         self.robots = {name for name, agent in config.agents.items() if agent.test}
@@ -231,10 +236,13 @@ class ContactCenter:
         }
         if action not in events:
             return {"error": f"unknown agent action {action!r}"}
+        event = events[action]()
         try:
-            self._handle(events[action](), now)
+            self._handle(event, now)
         except EngineError as exc:  # a wrong move by the agent client: reported, not raised
             return {"error": str(exc)}
+        if isinstance(event, E.AgentHangup) and event.call:
+            self.hangup(event.call, f"agent {agent} hung up")  # the engine leaves the caller's leg to us
         view = self.engine.agent_view(agent)
         return {"agent": agent, "state": getattr(view, "state", None), "call": getattr(view, "call", None)}
 
@@ -292,6 +300,8 @@ class ContactCenter:
                 names += say_wait(a.ewt_s)
         elif a.prompt:
             names = [a.prompt]
+        elif a.kind == "callback-offer":
+            names = ["queue/callback-offer"]
         log.info("call %s announce %s position=%s ewt=%s", a.call, a.kind, a.position,
                  None if a.ewt_s is None else round(a.ewt_s))
         if feed is not None and names:
@@ -315,11 +325,12 @@ class ContactCenter:
     def _on_ConnectCall(self, a: A.ConnectCall, now: float) -> None:  # noqa: N802
         self.offers[a.agent] = [o for o in self.offers.get(a.agent, []) if o.call != a.call]
         log.info("call %s connected to agent %s", a.call, a.agent)
+        if a.callback_number and self.callbacks is not None:
+            self.callbacks.dial(a, robot=a.agent in self.robots)  # the customer is dialled now
+            return
         feed = self._feed(a.call)
         if feed is not None:
-            # robots echo the caller; a person's media arrives with the WebRTC bridge
-            feed.connect((lambda received, t: received) if a.agent in self.robots
-                         else (lambda received, t: np.zeros_like(received)))
+            feed.connect_agent(a.agent in self.robots)
 
     def _on_DropAgentLeg(self, a: A.DropAgentLeg, now: float) -> None:  # noqa: N802
         log.info("agent %s leg of call %s dropped: %s", a.agent, a.call, a.reason)
@@ -342,6 +353,15 @@ class ContactCenter:
 
     def _on_CallbackScheduled(self, a: A.CallbackScheduled, now: float) -> None:  # noqa: N802
         log.info("call %s: callback to %s scheduled in queue %s", a.call, a.number, a.queue)
+        self.active.discard(a.call)  # the caller's leg goes; the callback keeps its place
+        if self.callbacks is not None:
+            self.callbacks.scheduled(a)
+
+    def callback_failed(self, call_id: str, now: float) -> None:
+        self._handle(E.CallbackFailed(call_id), now)
+
+    def callback_reached(self, call_id: str, now: float) -> None:
+        self.active.add(call_id)
 
     def _on_MoveQueue(self, a: A.MoveQueue, now: float) -> None:  # noqa: N802
         log.info("call %s moved from %s to %s: %s", a.call, a.from_queue, a.to_queue, a.reason)

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from acd.config_schema import Config
+from acd.callbacks import CallbackDialler
 from acd.contact_center import CallerFeed, ContactCenter
 from acd.control import ControlSocket
 from acd.ivr import actions as ivr_actions
@@ -151,6 +152,7 @@ class Server:
                                     hangup=self._cc_hangup, feed_for=self.feeds.get, now=lambda: self.transport.now,
                                     on_record=self.store.write, exit_queue=self._exit_queue)
             self.transport.timer_sources.append(self.cc)
+            self.cc.callbacks = CallbackDialler(self)
             self.cc.start(self.transport.now, restore)
             self.transport.flush()
             self._store_sync = asyncio.get_running_loop().create_task(self._sync_store())
@@ -306,11 +308,13 @@ class Server:
                                  max_delay_ms=self.config.rtp.jitter_max_ms)
         extra: dict[str, Any] = {}
         tone_hz = call.app.get("tone_hz")
-        if call.app.get("queue") or call.app.get("menu"):
+        if call.app.get("queue") or call.app.get("menu") or call.app.get("engine_id"):
             rate = make_codec(params.codec).sample_rate
             music, prompts = self._acd_media(rate)
             feed = CallerFeed(rate, params.ptime_ms, music, prompts)
-            self.feeds[call.call_id] = feed
+            if call.app.get("engine_id"):  # a callback's customer leg, connected to the agent
+                feed.connect_agent(bool(call.app.get("robot_agent")))
+            self.feeds[call.app.get("engine_id") or call.call_id] = feed
             extra = {"source": feed}
         elif tone_hz:
             rate = make_codec(params.codec).sample_rate
@@ -500,6 +504,10 @@ class Server:
 
     async def _open_then_enter(self, call: Call, stream: sdpmod.NegotiatedStream) -> None:
         if await self._open_media(call, stream):
+            engine_id = call.app.get("engine_id")
+            if engine_id and self.cc is not None:
+                log.info("callback %s: customer answered", engine_id)
+                self.cc.callback_reached(engine_id, self.transport.now)  # type: ignore[union-attr]
             self._enter_queue(call)  # delayed offer into a queue: the caller enters once media runs
 
     def _ring_timeout(self, call: Call) -> None:
@@ -585,6 +593,9 @@ class Server:
     def _ended(self, ev: CallEnded) -> None:
         call = ev.call
         self._release(call)
+        if call.app.get("engine_id") and self.cc is not None and self.cc.callbacks is not None:
+            self.feeds.pop(call.app["engine_id"], None)
+            self.cc.callbacks.leg_ended(call)
         feed = self.feeds.pop(call.call_id, None)
         if feed is not None and feed.recorder is not None:
             feed.stop_recording()

@@ -202,3 +202,40 @@ def test_max_wait_overflow_to_voicemail_records_the_message(server_factory, tmp_
     audio = audio[:, 0] if audio.ndim == 2 else audio
     assert len(audio) > 2 * rate  # the message after the beep, until the caller hung up
     assert abs(dominant_frequency(audio[rate // 2:], rate) - 520.0) < 10  # it is the caller's voice
+
+
+def test_queued_callback_keeps_the_place_and_dials_the_customer(server_factory, sipp: str, tmp_path: Path) -> None:
+    """The caller presses 1 for a callback and hangs up; when Alice takes it, the server dials
+    the customer (a sipp UAS standing in for their phone) through the trunk."""
+    prompts = subprocess.run([sys.executable, "-m", "acd.cli", "prompts", "build", "--dir",
+                              str(tmp_path / "srv0" / "data" / "prompts")], cwd=ROOT, capture_output=True, text=True)
+    assert prompts.returncode == 0
+    customer_port = free_port()
+    customer = subprocess.Popen([sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(customer_port), "-m", "1",
+                                 "-nostdin", "-timeout", "60", "-timeout_error"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        acd = ACD.replace("[queues.support]\n", '[queues.support]\ncallback = {offer_after_s = 1, key = "1"}\n')
+        trunks = f'[trunks.local]\nallow = ["127.0.0.0/8"]\nproxy = "sip:127.0.0.1:{customer_port}"\n'
+        srv = server_factory(acd=acd, trunks=trunks)
+        agent(srv, "robot", "logout")
+        out = subprocess.run([sys.executable, str(PEER), "call", "--uri", srv.uri("support"), "--codec", "PCMU",
+                              "--dtmf", "1", "--dtmf-at", "3", "--duration", "15"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=40)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result["answered"] and result["hangup_by"] == "remote", result  # confirmed, then released
+        srv.wait_log(r"callback to \S+ scheduled in queue support")
+        agent(srv, "alice", "login")
+        agent(srv, "alice", "ready")
+        srv.wait_log(r"offer call \S+ from queue support to agent alice")
+        assert agent(srv, "alice", "answer")["state"] == "on-call"
+        srv.wait_log(r"callback \S+: customer answered", timeout=10)
+        time.sleep(1)
+        agent(srv, "alice", "hangup")
+        out_c, _ = customer.communicate(timeout=20)
+        assert customer.returncode == 0, out_c[-2000:]  # the customer's call was answered and ended cleanly
+        log = srv.wait_log(r"COMPLETEAGENT")
+        assert re.search(r"\|support\|NONE\|CALLBACK\|1\|1\|\d+\|peer", log)  # position kept: 1 of 1
+        assert re.search(r"CDR CallRecord\(.*agent='alice'.*outcome='answered'.*callback=True", log)
+    finally:
+        customer.kill()

@@ -1,0 +1,89 @@
+"""Queued callbacks on the server: the caller leaves a number and hangs up keeping their place
+(the engine keeps it); when an agent takes the callback the customer is dialled through a
+trunk and connected to the agent. Outcomes go into the CDR (answered or callback-failed)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from acd.engine import actions as A
+from acd.errors import AcdError
+
+if TYPE_CHECKING:
+    from acd.server import Server
+    from acd.sip.call import Call
+
+__all__ = ["CallbackDialler"]
+
+log = logging.getLogger(__name__)
+
+
+class CallbackDialler:
+    def __init__(self, server: Server, ring_timeout: float = 45.0) -> None:
+        self.server = server
+        self.ring_timeout = ring_timeout
+        self.pending: dict[str, dict[str, Any]] = {}  # engine call id → number, trunk
+
+    def scheduled(self, action: A.CallbackScheduled) -> None:
+        """Confirm to the caller, then release their leg."""
+        srv = self.server
+        call = srv.by_id.get(action.call)
+        self.pending[action.call] = {"number": action.number, "trunk": call.trunk if call else None}
+        if call is None or call.ended:
+            return
+        call.app["callback"] = True  # its end is not an abandonment
+        feed = srv.feeds.get(call.call_id)
+        prompt = action.prompt or "queue/callback-confirm"
+        if feed is None or not feed.announce([prompt], on_done=lambda now: srv._act(call, "hangup")):
+            srv._act(call, "hangup")
+
+    def _trunk_for(self, call_id: str) -> str | None:
+        trunks = self.server.config.trunks
+        wanted = self.pending.get(call_id, {}).get("trunk")
+        for trunk in trunks:
+            if trunk.name == wanted and trunk.proxy:
+                return trunk.name
+        return next((t.name for t in trunks if t.proxy), None)
+
+    def dial(self, action: A.ConnectCall, *, robot: bool) -> None:
+        asyncio.get_running_loop().create_task(self._dial(action, robot))
+
+    async def _dial(self, action: A.ConnectCall, robot: bool) -> None:
+        srv = self.server
+        trunk = self._trunk_for(action.call)
+        if trunk is None:
+            log.warning("callback %s: no trunk with a proxy to dial %s", action.call, action.callback_number)
+            self._failed(action.call)
+            return
+        try:
+            leg: Call = await srv.originate(trunk, action.callback_number, ring_timeout=self.ring_timeout)
+        except (AcdError, OSError) as exc:
+            log.warning("callback %s: cannot dial %s: %s", action.call, action.callback_number, exc)
+            self._failed(action.call)
+            return
+        leg.app.update({"engine_id": action.call, "callback_agent": action.agent, "robot_agent": robot})
+        srv.by_id[action.call] = leg
+        log.info("callback %s: dialling %s through %s for agent %s", action.call, action.callback_number,
+                 trunk, action.agent)
+
+    def leg_ended(self, leg: Call) -> None:
+        """The customer leg ended: after an answer that is a normal hangup, else a failure."""
+        engine_id = leg.app["engine_id"]
+        srv = self.server
+        srv.by_id.pop(engine_id, None)
+        if srv.cc is None or srv.transport is None:
+            return
+        if leg.answered_at is not None:
+            srv.cc.caller_gone(engine_id, srv.transport.now)
+        else:
+            self._failed(engine_id)
+
+    def _failed(self, call_id: str) -> None:
+        srv = self.server
+        self.pending.pop(call_id, None)
+        log.info("callback %s: customer not reached", call_id)
+        if srv.cc is not None and srv.transport is not None:
+            srv.cc.callback_failed(call_id, srv.transport.now)
+            srv.transport.flush()
