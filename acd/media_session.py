@@ -14,6 +14,7 @@ import numpy as np
 
 from acd.sip.sdp import NegotiatedStream
 from media.dtmf import DtmfEvent
+from media.dtmf_inband import GoertzelDetector
 from media.quality import QualitySnapshot
 from media.stream import AudioStream, StreamParams
 from media.transport import MediaClock, RtpEndpoint
@@ -54,6 +55,8 @@ class CallMedia:
         self.on_dtmf = on_dtmf
         self.sending = True  # False while the far end holds us (RFC 3264 §8.4: we are recvonly)
         self._token: int | None = None
+        self.inband: GoertzelDetector | None = None
+        self._inband_for(params)
 
     @property
     def port(self) -> int:
@@ -75,6 +78,14 @@ class CallMedia:
             log.info("%s: codec now %s/%d", self.label, params.codec, params.payload_type)
             self.params = params
             self.stream = AudioStream(params, now, ssrc=self.stream.ssrc)
+            self._inband_for(params)
+
+    def _inband_for(self, params: StreamParams) -> None:
+        """Without telephone-event the far end can only send DTMF as tones in the audio."""
+        if params.telephone_event_pt is None:
+            self.inband = GoertzelDetector(self.stream.codec.sample_rate)
+        else:
+            self.inband = None
 
     def send_dtmf(self, digit: str, now: float, duration_ms: int = 100) -> None:
         self.stream.send_dtmf(digit, now, duration_ms)
@@ -92,6 +103,9 @@ class CallMedia:
         received = stream.playout(now)
         if self.sink is not None:
             self.sink(received, now)
+        if self.inband is not None and self.on_dtmf is not None:
+            for event in self.inband.feed(received):
+                self.on_dtmf(event)
         out = self.source(received, now) if self.sending else None
         for data in stream.send(out, now):
             self.endpoint.send_rtp(data)

@@ -127,3 +127,22 @@ def test_outbound_tone_through_a_sipp_rtp_echo(server_factory, sipp: str, tmp_pa
         assert abs(freq - 850) < 10 and level > -30
     finally:
         uas.kill()
+
+
+def test_inband_dtmf_from_a_trunk_without_telephone_event(server: RunningServer, sipp: str, tmp_path: Path) -> None:
+    """A caller that cannot send RFC 4733 (no telephone-event in its SDP) dials tones in the
+    audio; the server detects them (Goertzel) and logs each digit once."""
+    from media.codecs.g711 import ulaw_encode
+    from media.dtmf_inband import generate_dtmf
+    from tests.pcap import write_rtp_pcap
+
+    pcm = generate_dtmf("3#7", tone_ms=120, gap_ms=120, sample_rate=8000, level_dbm0=-10.0, lead_ms=400)
+    pcm = np.concatenate((pcm, np.zeros(-len(pcm) % 160 + 1600, dtype=np.int16)))  # whole frames + 200 ms
+    write_rtp_pcap(tmp_path / "tone.pcap", [ulaw_encode(pcm[i:i + 160]) for i in range(0, len(pcm), 160)])
+    out = subprocess.run([sipp, f"127.0.0.1:{server.sip_port}", "-sf", str(ROOT / "tests/sipp/uac_pcap_inband.xml"),
+                          "-s", "echo", "-m", "1", "-i", "127.0.0.1", "-p", str(free_port()), "-mi", "127.0.0.1",
+                          "-mp", str(free_port() & ~1), "-nostdin", "-timeout", "30", "-timeout_error"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=40)
+    assert out.returncode == 0, out.stdout[-2000:]
+    log = server.wait_log(r"DTMF 7 \(inband")
+    assert re.findall(r"DTMF (\S) \((?:inband|rfc4733)", log) == ["3", "#", "7"]
