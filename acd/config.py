@@ -10,7 +10,6 @@ against the config file's directory.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import json
 import logging
@@ -18,7 +17,6 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -46,6 +44,9 @@ from acd.config_schema import (
     resolve_against,
 )
 from acd.engine.config import engine_config_from_toml
+from acd.engine.toml_reader import describe as _describe
+from acd.engine.toml_reader import not_one_of as _not_one_of
+from acd.engine.toml_reader import suggest as _suggest
 from acd.ivr.config import ivr_config_from_toml
 from acd.errors import ConfigError
 from acd.sip.errors import SipParseError
@@ -267,37 +268,6 @@ def _join(path: str, name: str | int) -> str:
         return f"{path}[{name}]"
     part = name if _BARE_KEY.fullmatch(name) else json.dumps(name)
     return f"{path}.{part}" if path else part
-
-
-def _suggest(word: str, options: Iterable[str]) -> str | None:
-    """The closest of ``options`` to ``word`` (case-insensitive), if any is close."""
-    by_lower = {o.lower(): o for o in options}
-    hits = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
-    return by_lower[hits[0]] if hits else None
-
-
-def _not_one_of(value: str, options: tuple[str, ...]) -> str:
-    hint = _suggest(value, options)
-    reason = f"{value!r} is not one of: {', '.join(options)}"
-    return f"{reason}; did you mean {hint!r}?" if hint else reason
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"boolean {'true' if value else 'false'}"
-    if isinstance(value, int):
-        return f"integer {value}"
-    if isinstance(value, float):
-        return f"float {value}"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, (datetime, date, time)):
-        return f"date/time {value.isoformat()}"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "a table"
-    return type(value).__name__
 
 
 def _toml_reason(message: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from media.errors import MalformedPacket, MediaError
 from media.rtp import RtpPacket, parse
 
-__all__ = ["PortPool", "RtpEndpoint", "MediaClock"]
+__all__ = ["PortPool", "RtpEndpoint", "MediaClock", "bind_udp"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,9 @@ class PortPool:
             self.free.insert(0, port)
 
 
-def _bind(address: str, port: int) -> socket.socket:
+def bind_udp(address: str, port: int) -> socket.socket:
+    """A bound non-blocking UDP socket; IPv6 ones are IPv6-only (as asyncio makes its TCP
+    listeners), so ``0.0.0.0`` and ``::`` can share a port."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -100,9 +102,9 @@ class RtpEndpoint:
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        rtp_sock = _bind(self.address, self.port)
+        rtp_sock = bind_udp(self.address, self.port)
         try:
-            rtcp_sock = _bind(self.address, self.port + 1)
+            rtcp_sock = bind_udp(self.address, self.port + 1)
         except OSError:
             rtp_sock.close()
             raise

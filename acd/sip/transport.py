@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import socket
 import ssl
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from acd.sip.errors import SipError, SipParseError
 from acd.sip.events import Event, Peer
 from acd.sip.layer import response_destination
 from acd.sip.message import Message, Request, StreamParser, make_response, parse_message
+from media.transport import bind_udp
 
 __all__ = ["SipTransport", "Listener", "TimerSource"]
 
@@ -104,22 +104,6 @@ class _Stream(asyncio.Protocol):
             self.owner.on_transport_error(self.peer)
 
 
-def _udp_socket(address: str, port: int) -> socket.socket:
-    """A bound UDP socket; IPv6 ones are IPv6-only, as asyncio makes its TCP listeners, so
-    that ``0.0.0.0`` and ``::`` listeners can share a port."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((address, port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 class SipTransport:
     """All SIP sockets of one server, bound to one :class:`UserAgent`."""
 
@@ -161,7 +145,7 @@ class SipTransport:
         for lst in self.listeners:
             if lst.transport == "udp":
                 _, proto = await self._loop.create_datagram_endpoint(
-                    lambda lst=lst: _Udp(self, lst), sock=_udp_socket(lst.address, lst.port))
+                    lambda lst=lst: _Udp(self, lst), sock=bind_udp(lst.address, lst.port))
                 family = 6 if ":" in lst.address else 4
                 self._udp.setdefault(family, proto)
             else:
