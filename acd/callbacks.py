@@ -34,10 +34,7 @@ class CallbackDialler:
         if call is None or call.ended:
             return
         call.app["callback"] = True  # its end is not an abandonment
-        feed = srv.feeds.get(call.call_id)
-        prompt = action.prompt or "queue/callback-confirm"
-        if feed is None or not feed.announce([prompt], on_done=lambda now: srv._act(call, "hangup")):
-            srv._act(call, "hangup")
+        srv.say_and_hang_up(call, action.prompt or "queue/callback-confirm")
 
     def _trunk_for(self, call_id: str) -> str | None:
         trunks = self.server.config.trunks

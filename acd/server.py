@@ -1,4 +1,5 @@
-"""The server process: SIP sockets, trunks, dial plan and the echo test, on one asyncio loop."""
+"""The server process on one asyncio loop: SIP sockets and trunks, the dial plan, call media
+(the echo test, test tones), the ACD (queues, IVR menus, callbacks, voicemail) and the store."""
 
 from __future__ import annotations
 
@@ -12,33 +13,33 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from acd.config_schema import Config
 from acd.callbacks import CallbackDialler
+from acd.config_schema import Config
 from acd.contact_center import CallerFeed, ContactCenter
 from acd.control import ControlSocket
-from acd.ivr import actions as ivr_actions
-from acd.menus import MenuRunner
-from acd.store import open_store, restore_agents, sync_agents_from_config
-from acd.media_session import CallMedia, params_from_sdp
-from media.dtmf import DtmfEnd, DtmfEvent, DtmfParseError, parse_dtmf_relay
-from media.codecs import make_codec
-from media.errors import MediaError
-from media.measure import AudioTap
-from media.recording import CallRecorder
-from media.tones import ToneSource, ToneSpec
-from media.transport import MediaClock, PortPool
 from acd.errors import AcdError
+from acd.ivr import actions as ivr_actions
+from acd.media_session import CallMedia, params_from_sdp
+from acd.menus import MenuRunner
 from acd.sip import sdp as sdpmod
-from acd.sip.call import Call, CallConnected, CallEnded, CallInfo, CallReoffer, IncomingCall
 from acd.sip.auth import DigestClient
+from acd.sip.call import Call, CallConnected, CallEnded, CallInfo, CallReoffer, IncomingCall
 from acd.sip.errors import RemoteProtocolError
 from acd.sip.events import Event, TimerConfig
 from acd.sip.transport import Listener, SipTransport
 from acd.sip.ua import UserAgent
 from acd.sip.uri import format_host, parse_uri
-from acd.trunk_runtime import TrunkClients, resolve
+from acd.store import open_store, restore_agents, sync_agents_from_config
 from acd.tlscert import client_context, ensure_self_signed, server_context
+from acd.trunk_runtime import TrunkClients, resolve
 from acd.trunks import TrunkAdmission, load_secret
+from media.codecs import make_codec
+from media.dtmf import DtmfEnd, DtmfEvent, DtmfParseError, parse_dtmf_relay
+from media.errors import MediaError
+from media.measure import AudioTap
+from media.recording import CallRecorder
+from media.tones import ToneSource, ToneSpec
+from media.transport import MediaClock, PortPool
 
 __all__ = ["Server"]
 
@@ -93,6 +94,7 @@ class Server:
         self._store_sync: asyncio.Task[None] | None = None
         self.menus: MenuRunner | None = None
         self.feeds: dict[str, CallerFeed] = {}  # call id → what the caller hears in the ACD
+        self._media_by_rate: dict[int, tuple[Any, Any]] = {}
         self.by_id: dict[str, Call] = {}
         self.trunk_clients: TrunkClients | None = None
         self.control: ControlSocket | None = None
@@ -302,8 +304,9 @@ class Server:
             self._idle.set()
 
     async def _open_media(self, call: Call, stream: sdpmod.NegotiatedStream) -> bool:
-        """Start the call's media on its reserved port: the echo test, or a test tone whose
-        return is measured (``acd originate --tone``)."""
+        """Start the call's media on its reserved port: the echo test, an ACD caller's feed
+        (queue, IVR menu, a callback's customer leg), or a test tone whose return is measured
+        (``acd originate --tone``)."""
         params = params_from_sdp(stream, min_delay_ms=self.config.rtp.jitter_min_ms,
                                  max_delay_ms=self.config.rtp.jitter_max_ms)
         extra: dict[str, Any] = {}
@@ -344,10 +347,10 @@ class Server:
             self.store.sync()
 
     def _acd_media(self, rate: int) -> tuple[Any, Any]:
-        cache = self.__dict__.setdefault("_acd_media_cache", {})
-        if rate not in cache:
-            cache[rate] = ContactCenter.media_for(self.data_dir, rate)
-        return cache[rate]
+        """Music and prompts at one sample rate, shared by every caller at that rate."""
+        if rate not in self._media_by_rate:
+            self._media_by_rate[rate] = ContactCenter.media_for(self.data_dir, rate)
+        return self._media_by_rate[rate]
 
     def _enter_queue(self, call: Call, priority: int | None = None) -> None:
         """Once the caller's media runs: into the IVR menu or the queue the dial plan named."""
@@ -383,11 +386,14 @@ class Server:
         if closed.action == "voicemail":
             self.voicemail(call, closed.target, closed.prompt)
             return True
-        feed = self.feeds.get(call.call_id)
-        if feed is None or not feed.announce([closed.prompt or "queue/closed"],
-                                             on_done=lambda now: self._act(call, "hangup")):
-            self._act(call, "hangup")
+        self.say_and_hang_up(call, closed.prompt or "queue/closed")
         return True
+
+    def say_and_hang_up(self, call: Call, prompt: str | None) -> None:
+        """Play ``prompt`` to the caller, then hang up (at once if it cannot be played)."""
+        feed = self.feeds.get(call.call_id)
+        if not prompt or feed is None or not feed.announce([prompt], on_done=lambda now: self._act(call, "hangup")):
+            self._act(call, "hangup")
 
     def voicemail(self, call: Call, mailbox: str, prompt: str = "") -> None:
         """A message-recording destination: prompt, beep, then the caller's message is written
@@ -410,7 +416,6 @@ class Server:
         call = self.by_id.get(exit.call)
         if call is None or call.ended:
             return
-        feed = self.feeds.get(call.call_id)
         if exit.action == "voicemail":
             self.voicemail(call, exit.target, exit.prompt)
         elif exit.action == "continue" and self.menus is not None and exit.target in self.config.menus.menus:
@@ -418,11 +423,8 @@ class Server:
         elif exit.action == "continue" and exit.target in self.config.engine.queues:
             call.app["queue"] = exit.target
             self._enter_queue(call)
-        elif feed is not None and feed.announce([exit.prompt or "queue/goodbye"],
-                                                on_done=lambda now: self._act(call, "hangup")):
-            pass
         else:
-            self._act(call, "hangup")
+            self.say_and_hang_up(call, exit.prompt or "queue/goodbye")
 
     def _ivr_route(self, call_id: str, action: Any) -> None:
         """Where a caller goes when the menu is done (acd.ivr.actions terminals)."""
@@ -436,8 +438,8 @@ class Server:
             self._enter_queue(call, action.priority)
         elif isinstance(action, ivr_actions.RouteToEcho) and feed is not None:
             feed.connect(lambda received, now: received)
-        elif isinstance(action, ivr_actions.Hangup) and feed is not None and action.prompt:
-            feed.announce([action.prompt], on_done=lambda now: self._act(call, "hangup"))
+        elif isinstance(action, ivr_actions.Hangup):
+            self.say_and_hang_up(call, action.prompt)
         elif not isinstance(action, ivr_actions.Abandoned):
             if isinstance(action, ivr_actions.RouteExternal):
                 log.warning("call %s: transfer to %s is not available yet", call_id, action.number)

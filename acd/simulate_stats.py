@@ -140,10 +140,10 @@ class RunStats:
 
     def _flush_ewt(self) -> None:
         buf, self._ewt_buffer = self._ewt_buffer, []
-        report = ewt_accuracy(buf).get("")
+        report = ewt_accuracy(buf, include_test=True).get("")  # every simulated call counts
         if report is not None:
             self._ewt.add(report)
-        queued = ewt_accuracy([r for r in buf if r.ewt_at_entry_s]).get("")
+        queued = ewt_accuracy([r for r in buf if r.ewt_at_entry_s], include_test=True).get("")
         if queued is not None:
             self._ewt_queued.add(queued)
 

@@ -16,7 +16,7 @@ import heapq
 import itertools
 import logging
 import random
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
@@ -201,7 +201,9 @@ class EngineCore:
         self.agents: dict[str, Agent] = {
             aid: Agent(aid, a, i) for i, (aid, a) in enumerate(config.agents.items())}
         self.calls: dict[str, Call] = {}  # live calls
-        self.ended: dict[str, Call] = {}  # the last ENDED_MEMORY ended calls
+        # the last ENDED_MEMORY ended calls; an OrderedDict pops its oldest in O(1) (a dict would
+        # step over every deleted slot at its front)
+        self.ended: OrderedDict[str, Call] = OrderedDict()
         self._out: list[Action] = []
         self._heap: list[tuple[float, int, Owner, str]] = []
         self._n = itertools.count()
@@ -297,4 +299,4 @@ class EngineCore:
         self.ended.pop(call.id, None)
         self.ended[call.id] = call
         if len(self.ended) > ENDED_MEMORY:
-            del self.ended[next(iter(self.ended))]
+            self.ended.popitem(last=False)
