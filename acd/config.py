@@ -11,15 +11,14 @@ against the config file's directory.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any
 
 from acd.config_schema import (
     ACTIONS,
@@ -44,7 +43,9 @@ from acd.config_schema import (
     resolve_against,
 )
 from acd.engine.config import engine_config_from_toml
+from acd.engine.toml_reader import Table
 from acd.engine.toml_reader import describe as _describe
+from acd.engine.toml_reader import join_key as _join
 from acd.engine.toml_reader import not_one_of as _not_one_of
 from acd.engine.toml_reader import suggest as _suggest
 from acd.ivr.config import ivr_config_from_toml
@@ -72,7 +73,6 @@ TRUNK_KEYS = ("allow", "username", "password", "realm", "proxy", "from_user",
 REGISTER_KEYS = ("registrar", "username", "password", "expires", "retry_min", "retry_max")
 DIALPLAN_KEYS = ("match", "trunk", "action", "target", "status", "reason")
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 _SIP_USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+")
@@ -165,66 +165,24 @@ class _Context:
     base: Path
 
 
-class _Table:
-    """A TOML table being read: typed getters that raise ConfigError with key paths."""
+class _Table(Table):
+    """The engine's TOML table reader plus what the server's sections need: addresses, ports,
+    paths (resolved against the config file's directory) and ``[[array]]`` tables."""
 
     def __init__(self, ctx: _Context, data: Mapping[str, Any], path: str,
                  known: Iterable[str] | None) -> None:
         self.ctx = ctx
-        self.data = data
-        self.path = path
-        if known is not None:
-            known = tuple(known)
-            for name in data:
-                if name not in known:
-                    hint = _suggest(name, known)
-                    reason = (f"unknown key; did you mean {hint!r}?" if hint
-                              else f"unknown key; expected one of: {', '.join(known)}")
-                    self.fail(name, reason)
+        super().__init__(ctx.file, data, path, known)
 
-    def key(self, name: str | int) -> str:
-        return _join(self.path, name)
-
-    def fail(self, name: str | int, reason: str) -> NoReturn:
-        raise ConfigError(self.ctx.file, self.key(name), reason)
-
-    def has(self, name: str) -> bool:
-        return name in self.data
-
-    def get(self, name: str, default: Any, kind: type | tuple[type, ...], what: str) -> Any:
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            self.fail(name, f"expected {what}, got {_describe(value)}")
-        return value
-
-    def string(self, name: str, default: str = "", *, required: bool = False) -> str:
-        if required and name not in self.data:
-            self.fail(name, "required key is missing")
-        value: str = self.get(name, default, str, "a string")
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            self.fail(name, "must not contain control characters (newline, tab, ...)")
-        return value
-
-    def integer(self, name: str, default: int, lo: int, hi: int) -> int:
-        value: int = self.get(name, default, int, "an integer")
-        if not lo <= value <= hi:
-            self.fail(name, f"must be between {lo} and {hi}, got {value}")
-        return value
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value: bool = self.get(name, default, bool, "a boolean (true or false)")
-        return value
-
-    def choice(self, name: str, default: str, options: tuple[str, ...], *,
+    def choice(self, name: str, default: str, options: Sequence[str], *,  # type: ignore[override]
                required: bool = False) -> str:
         value = self.string(name, default, required=required)
         if value not in options:
             self.fail(name, _not_one_of(value, options))
         return value
 
-    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    def strings(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:  # type: ignore[override]
+        """An array of strings (duplicates are the caller's to judge)."""
         value: list[Any] = self.get(name, list(default), list, "an array of strings")
         for i, item in enumerate(value):
             if not isinstance(item, str):
@@ -246,12 +204,14 @@ class _Table:
         value = self.string(name)
         return resolve_against(self.ctx.base, value) if value else None
 
-    def table(self, name: str, known: Iterable[str] | None) -> _Table:
+    def table(self, name: str, known: Iterable[str] | None, *, required: bool = False) -> _Table:
         """Sub-table ``name`` (empty if absent); ``known=None`` accepts any key."""
+        if required and name not in self.data:
+            self.fail(name, "required table is missing")
         value = self.get(name, {}, dict, "a table")
         return _Table(self.ctx, value, self.key(name), known)
 
-    def tables(self, name: str, known: Iterable[str]) -> list[_Table]:
+    def tables(self, name: str, known: Iterable[str]) -> list[_Table]:  # type: ignore[override]
         """Array of tables ``[[name]]``."""
         value: list[Any] = self.get(name, [], list, f"an array of tables ([[{self.key(name)}]])")
         out = []
@@ -261,13 +221,6 @@ class _Table:
                                   f"expected a table, got {_describe(item)}")
             out.append(_Table(self.ctx, item, _join(self.key(name), i), known))
         return out
-
-
-def _join(path: str, name: str | int) -> str:
-    if isinstance(name, int):
-        return f"{path}[{name}]"
-    part = name if _BARE_KEY.fullmatch(name) else json.dumps(name)
-    return f"{path}.{part}" if path else part
 
 
 def _toml_reason(message: str) -> str:
