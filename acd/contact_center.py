@@ -142,22 +142,19 @@ class ContactCenter:
     """Owns the engine for the server. ``hangup(call_id, reason)`` and ``feed_for(call_id)`` are
     the server's hooks; records go to ``on_record`` (the store)."""
 
-    def __init__(self, config: EngineConfig, *, epoch: float, data_dir: Path, hangup: Callable[[str, str], None],
+    def __init__(self, config: EngineConfig, *, epoch: float, hangup: Callable[[str, str], None],
                  feed_for: Callable[[str], CallerFeed | None], on_record: Callable[[Any], None] | None = None,
-                 exit_queue: Callable[[A.ExitQueue], None] | None = None, now: Callable[[], float]) -> None:
+                 exit_queue: Callable[[A.ExitQueue], None] | None = None) -> None:
         self.config = config
         self.engine = Engine(config, epoch=epoch)
-        self.data_dir = data_dir
         self.hangup = hangup
         self.feed_for = feed_for
         self.on_record = on_record
         self.exit_queue = exit_queue  # where a caller who leaves a queue goes (the server decides)
         self.callbacks: Any = None  # the server's callback dialler (scheduled(), dial())
-        self.now = now
         self.stats: Counter[str] = Counter()
         self.robots = {name for name, agent in config.agents.items() if agent.test}
         self.offers: dict[str, list[A.OfferCall]] = {}  # agent → pending offers (control-API agents)
-        self.events_log: list[str] = []
         self._deferred: list[tuple[float, E.Event]] = []  # robot answers, scheduled
         self._alive_every = max(1.0, config.reconcile_after_s / 3) if config.reconcile_after_s else 0.0
         self._next_alive = 0.0

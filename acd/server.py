@@ -150,9 +150,8 @@ class Server:
             report = sync_agents_from_config(self.store, engine_config)
             log.info("agent accounts: %s", report)
             restore = restore_agents(self.store, engine_config)
-            self.cc = ContactCenter(engine_config, epoch=time.time() - self.transport.now, data_dir=self.data_dir,
-                                    hangup=self._cc_hangup, feed_for=self.feeds.get, now=lambda: self.transport.now,
-                                    on_record=self.store.write, exit_queue=self._exit_queue)
+            self.cc = ContactCenter(engine_config, epoch=time.time() - self.transport.now, hangup=self._cc_hangup,
+                                    feed_for=self.feeds.get, on_record=self.store.write, exit_queue=self._exit_queue)
             self.transport.timer_sources.append(self.cc)
             self.cc.callbacks = CallbackDialler(self)
             self.cc.start(self.transport.now, restore)
