@@ -44,7 +44,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from media.errors import MediaError
 
 __all__ = ["AudioCodec", "CodecError", "CODECS", "register_codec", "make_codec", "check_frame", "check_ptime",
-           "WaveformPlc"]
+           "WaveformPlc", "PlcCodec"]
 
 log = logging.getLogger(__name__)
 
@@ -272,3 +272,19 @@ class WaveformPlc:
             self._lost = 0
         self._push(frame)
         return frame
+
+
+class PlcCodec(AudioCodec):
+    """A codec concealed by :class:`WaveformPlc` on its decoded audio (G.711, G.722): the
+    subclass sets ``_plc`` and ``_last_len`` and passes every good frame through ``_good``."""
+
+    _plc: WaveformPlc
+    _last_len: int
+
+    def _good(self, pcm: np.ndarray) -> np.ndarray:
+        self._last_len = pcm.shape[0]
+        return self._plc.good(pcm)
+
+    def conceal(self, samples: int | None = None) -> np.ndarray:
+        self.stats["concealed"] += 1
+        return self._plc.conceal(samples or self._last_len)

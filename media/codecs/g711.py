@@ -20,8 +20,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from media.codecs.base import AudioCodec, CodecError, check_frame, check_ptime, register_codec
-from media.codecs.base import WaveformPlc
+from media.codecs.base import CodecError, check_frame, check_ptime, register_codec
+from media.codecs.base import PlcCodec, WaveformPlc
 
 __all__ = ["PcmuCodec", "PcmaCodec", "ulaw_encode", "ulaw_decode", "alaw_encode", "alaw_decode"]
 
@@ -96,7 +96,7 @@ def alaw_decode(data: bytes) -> np.ndarray:
     return ALAW_DECODE[np.frombuffer(data, np.uint8)]
 
 
-class _G711(AudioCodec):
+class _G711(PlcCodec):
     """Shared by PCMU and PCMA: one byte per 8 kHz sample, no state but the PLC's."""
 
     clock_rate: ClassVar[int] = 8000
@@ -119,12 +119,7 @@ class _G711(AudioCodec):
             self.stats["corrupt"] += 1
             raise CodecError(f"empty {self.name} payload")
         pcm = self._dec[np.frombuffer(payload, np.uint8)]
-        self._last_len = pcm.shape[0]
-        return self._plc.good(pcm)
-
-    def conceal(self, samples: int | None = None) -> np.ndarray:
-        self.stats["concealed"] += 1
-        return self._plc.conceal(samples or self._last_len)
+        return self._good(pcm)
 
     def reset(self) -> None:
         self._plc.reset()

@@ -22,8 +22,8 @@ from typing import ClassVar
 import av
 import numpy as np
 
-from media.codecs.base import AudioCodec, CodecError, check_frame, check_ptime, register_codec
-from media.codecs.base import WaveformPlc
+from media.codecs.base import CodecError, check_frame, check_ptime, register_codec
+from media.codecs.base import PlcCodec, WaveformPlc
 from media.errors import MediaError
 
 __all__ = ["G722Codec"]
@@ -34,7 +34,7 @@ _RATE = 16000
 
 
 @register_codec
-class G722Codec(AudioCodec):
+class G722Codec(PlcCodec):
     """G.722 at 64 kbit/s, static payload type 9; 16 kHz PCM on an 8 kHz RTP clock."""
 
     name: ClassVar[str] = "G722"
@@ -93,12 +93,7 @@ class G722Codec(AudioCodec):
         if pcm.dtype != np.int16 or pcm.shape[0] != 2 * len(payload):
             self.stats["corrupt"] += 1
             raise CodecError(f"G722 decoder gave {pcm.shape[0]} {pcm.dtype} samples for {len(payload)} bytes")
-        self._last_len = pcm.shape[0]
-        return self._plc.good(pcm)
-
-    def conceal(self, samples: int | None = None) -> np.ndarray:
-        self.stats["concealed"] += 1
-        return self._plc.conceal(samples or self._last_len)
+        return self._good(pcm)
 
     def reset(self) -> None:
         self._plc.reset()
