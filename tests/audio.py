@@ -263,3 +263,13 @@ def xcorr_delay(
         if den < 0.0:
             delta = float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5))
     return float((lags[i] + delta) / rate), peak / norm
+
+
+def peak_hz(x: np.ndarray, rate: int) -> float:
+    """Strongest frequency, Hann window, zero-padded x8, parabolic refinement."""
+    x = x.astype(np.float64)
+    nfft = 1 << int(math.ceil(math.log2(8 * x.size)))
+    mag = np.log(np.abs(np.fft.rfft(x * np.hanning(x.size), nfft)) + 1e-12)
+    k = int(np.argmax(mag[1:])) + 1
+    a, b, c = mag[k - 1: k + 2]
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / nfft

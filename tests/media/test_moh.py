@@ -15,6 +15,7 @@ import media.moh as moh
 from media.errors import MediaError
 from media.moh import EncodedCache, MohMode, MohPlayer, MusicSource, clear_shared, shared_source
 from media.prompt_build import build_default_moh
+from tests.audio import peak_hz
 
 
 def write_tone(path: Path, freq: float, seconds: float, rate: int, channels: int = 1,
@@ -30,13 +31,6 @@ def write_tone(path: Path, freq: float, seconds: float, rate: int, channels: int
     return path
 
 
-def peak_hz(x: np.ndarray, rate: int) -> float:
-    x = x.astype(np.float64)
-    nfft = 1 << int(math.ceil(math.log2(8 * x.size)))
-    mag = np.log(np.abs(np.fft.rfft(x * np.hanning(x.size), nfft)) + 1e-12)
-    k = int(np.argmax(mag[1:])) + 1
-    a, b, c = mag[k - 1: k + 2]
-    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / nfft
 
 
 def stream(src: MusicSource, first: int, count: int) -> np.ndarray:

@@ -33,6 +33,7 @@ from media.prompts import (
     say_position,
     say_wait,
 )
+from tests.audio import peak_hz
 
 
 def write_pcm(path: Path, channels: list[np.ndarray], rate: int, width: int = 2) -> Path:
@@ -55,14 +56,6 @@ def sine(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarray
     return amp * np.sin(2 * np.pi * freq * np.arange(int(seconds * rate)) / rate)
 
 
-def peak_hz(x: np.ndarray, rate: int) -> float:
-    """Strongest frequency, Hann window, zero-padded x8, parabolic refinement."""
-    x = x.astype(np.float64)
-    nfft = 1 << int(math.ceil(math.log2(8 * x.size)))
-    mag = np.log(np.abs(np.fft.rfft(x * np.hanning(x.size), nfft)) + 1e-12)
-    k = int(np.argmax(mag[1:])) + 1
-    a, b, c = mag[k - 1: k + 2]
-    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / nfft
 
 
 def band_db(x: np.ndarray, rate: int, lo: float, hi: float) -> float:

@@ -4,7 +4,6 @@ by the stdlib and by sox, and ``acd recordings repair``."""
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import struct
@@ -19,19 +18,13 @@ import pytest
 from acd.cli import main as acd_main
 from media.recording import CallRecorder, RecordingError, repair
 from media.tones import ToneSource, ToneSpec
+from tests.audio import peak_hz
 
 ROOT = Path(__file__).resolve().parents[2]
 LEFT = ToneSpec("caller", (440.0,), level_dbm0=-10.0)
 RIGHT = ToneSpec("agent", (1000.0,), level_dbm0=-10.0)
 
 
-def peak_hz(x: np.ndarray, rate: int) -> float:
-    x = x.astype(np.float64)
-    nfft = 1 << int(math.ceil(math.log2(8 * x.size)))
-    mag = np.log(np.abs(np.fft.rfft(x * np.hanning(x.size), nfft)) + 1e-12)
-    k = int(np.argmax(mag[1:])) + 1
-    a, b, c = mag[k - 1: k + 2]
-    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / nfft
 
 
 def read_stereo(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
@@ -107,6 +100,7 @@ KILLED_WRITER = """
 import os, signal, sys
 from media.recording import CallRecorder
 from media.tones import ToneSource, ToneSpec
+from tests.audio import peak_hz
 rate = int(sys.argv[2])
 caller = ToneSource(ToneSpec("caller", (440.0,), level_dbm0=-10.0), rate)
 agent = ToneSource(ToneSpec("agent", (1000.0,), level_dbm0=-10.0), rate)
