@@ -144,6 +144,8 @@ class OfferCall(Action):
     ring_timeout_s: float
     caller: str = ""
     callback_number: str = ""
+    ivr_path: tuple[str, ...] = ()  # the caller's IVR selections (the agent's call panel)
+    skills: tuple[str, ...] = ()  # skills the call asked for besides the queue's
 
 
 @dataclass(frozen=True)

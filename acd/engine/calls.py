@@ -1,10 +1,12 @@
 """The call state machine: ``CALL_TABLE[(state, input)] -> handler``.
 
 States: queued (caller waiting, music), callback-pending (waiting without a caller leg,
-keeping its position), offered (one or more agents ringing), connected, ended; "ivr" is
-reserved for the IVR. Inputs: call events (caller_hangup, agent_hangup, answer, reject,
-digit, callback_request, callback_failed) and timers (t_max_wait, t_announce, t_periodic,
-t_widen, t_retry, t_callback_offer, t_callback_expire, t_reconcile).
+keeping its position), callback-retry (the customer was not reached: keeps its position,
+not routable until ``retry_after_s``), offered (one or more agents ringing), connected,
+ended; "ivr" is reserved for the IVR. Inputs: call events (caller_hangup, agent_hangup,
+answer, reject, digit, callback_request, callback_failed) and timers (t_max_wait,
+t_announce, t_periodic, t_widen, t_retry, t_callback_offer, t_callback_expire,
+t_callback_retry, t_reconcile).
 
 A call keeps its queue entry (priority, enter time, sequence) through rejects, ring
 timeouts and requeues, so it always comes back to its original position. Max wait, an
@@ -23,6 +25,7 @@ from acd.engine.core import IGNORE, Agent, Call, DuplicateCall, EngineCore, \
     InvalidTransition, Offer
 from acd.engine.events import AgentHangup, CallbackRequest, CallEnters, CallerDigit, \
     OfferAnswered, OfferRejected
+from acd.engine.config import CallbackConfig
 from acd.engine.queues import QueueState
 from acd.engine.records import CallRecord, OfferRecord
 
@@ -32,8 +35,8 @@ log = logging.getLogger(__name__)
 
 WAITING = ("queued", "callback-pending")
 QUEUE_TIMERS = ("max_wait", "announce", "periodic", "widen", "retry", "callback_offer",
-                "callback_expire")
-DEFAULT_CALLBACK_EXPIRE_S = 14400.0
+                "callback_expire", "callback_retry")
+DEFAULT_CALLBACK = CallbackConfig()  # overflow "callback" in a queue without a callback table
 
 CALL_TABLE: dict[tuple[str, str], str] = {
     ("queued", "caller_hangup"): "_abandon",
@@ -59,6 +62,17 @@ CALL_TABLE: dict[tuple[str, str], str] = {
     ("callback-pending", "t_widen"): "_widen",
     ("callback-pending", "t_retry"): "_retry",
     ("callback-pending", "t_callback_expire"): "_callback_expire",
+    ("callback-pending", "callback_failed"): IGNORE,  # a duplicate report
+
+    ("callback-retry", "caller_hangup"): IGNORE,
+    ("callback-retry", "agent_hangup"): IGNORE,  # the agent leg of the failed attempt
+    ("callback-retry", "answer"): "_late_answer",
+    ("callback-retry", "reject"): IGNORE,
+    ("callback-retry", "digit"): IGNORE,
+    ("callback-retry", "callback_request"): IGNORE,
+    ("callback-retry", "callback_failed"): IGNORE,  # a duplicate report
+    ("callback-retry", "t_callback_retry"): "_callback_retry",
+    ("callback-retry", "t_callback_expire"): "_callback_expire",
 
     ("offered", "caller_hangup"): "_abandon",
     ("offered", "agent_hangup"): IGNORE,
@@ -115,7 +129,8 @@ class CallMachine(EngineCore):
             raise DuplicateCall(f"call {ev.call!r} is already in queue {self.calls[ev.call].queue}")
         prio = q.cfg.priority if ev.priority is None else ev.priority
         call = Call(ev.call, next(self._seq), ev.caller, ev.url, prio, ev.test, now, now,
-                    q.name, q.name, last_seen=now)
+                    q.name, q.name, last_seen=now, skills=tuple(sorted(set(ev.skills))),
+                    ivr_path=tuple(ev.ivr_path))
         cfg = q.cfg
         reason = ""
         if cfg.max_len and len(q.present) >= cfg.max_len:
@@ -176,8 +191,8 @@ class CallMachine(EngineCore):
             if cfg.callback and cfg.callback.offer_after_s > 0:
                 self._set_timer(call, "callback_offer", now + cfg.callback.offer_after_s)
         else:
-            expire = cfg.callback.expire_s if cfg.callback else DEFAULT_CALLBACK_EXPIRE_S
-            self._set_timer(call, "callback_expire", now + expire)
+            call.callback_expires_at = now + (cfg.callback or DEFAULT_CALLBACK).expire_s
+            self._set_timer(call, "callback_expire", call.callback_expires_at)
         if cfg.skill_widening:
             self._set_timer(call, "widen", now + cfg.skill_widening[0].after_s)
         if call.declined:
@@ -188,7 +203,7 @@ class CallMachine(EngineCore):
         q = self.queues[call.queue]
         if call.state in WAITING:
             q.remove_waiting(call)
-        if call.state in WAITING or call.state == "offered":
+        if call.state in WAITING or call.state in ("offered", "callback-retry"):
             q.remove_present(call)
         for kind in QUEUE_TIMERS:
             self._cancel_timer(call, kind)
@@ -214,7 +229,8 @@ class CallMachine(EngineCore):
             call.talk_s, outcome, reason, None if est is None else est.ewt_s,
             call.ewt_announced, call.origposition, call.priority,
             tuple(call.overflowed_from), call.callback,
-            call.test or (agent is not None and agent.cfg.test)))
+            call.test or (agent is not None and agent.cfg.test), (), call.ivr_path, call.skills,
+            call.callback_number, call.callback_attempts))
 
     def _wait(self, call: Call, now: float) -> int:
         return int(now - call.enter_time)
@@ -290,6 +306,7 @@ class CallMachine(EngineCore):
         self._agent_input(agent, "answer", now, offer)
         if not call.leg_up:  # a callback: the server dials the customer now
             call.leg_up = True
+            call.callback_attempts += 1
             call.last_seen = now
             if self.cfg.reconcile_after_s > 0:
                 self._set_timer(call, "reconcile", now + self.cfg.reconcile_after_s)
@@ -336,9 +353,41 @@ class CallMachine(EngineCore):
         self._complete(call, now, "COMPLETEAGENT", "answered", "agent-hangup")
 
     def _callback_failed(self, call: Call, now: float, arg: Any) -> None:
+        """The customer was not reached: the agent is freed; the callback is dialled again
+        after ``retry_after_s`` from its own place, up to ``attempts`` dials."""
         if not call.callback:
             raise InvalidTransition("call", call.id, "connected (not a callback)", "callback_failed")
-        self._complete(call, now, "COMPLETEAGENT", "callback-failed", "customer-unreached")
+        agent = call.agent
+        assert agent is not None
+        q = self.queues[call.queue]
+        cb = q.cfg.callback or DEFAULT_CALLBACK
+        self._qlog(now, call.id, q.name, agent.id, "CALLBACKFAILED", call.callback_attempts,
+                   cb.attempts, call.callback_number)
+        if call.callback_attempts >= cb.attempts or now + cb.retry_after_s >= call.callback_expires_at:
+            self._complete(call, now, "COMPLETEAGENT", "callback-failed", "customer-unreached")
+            return
+        talk = now - call.connected_at
+        call.talk_s += talk
+        self._qlog(now, call.id, q.name, agent.id, "COMPLETEAGENT",
+                   int(call.connected_at - call.enter_time), int(talk), call.origposition)
+        call.agent = None
+        call.leg = ""
+        call.leg_up = False
+        call.state = "callback-retry"
+        self._cancel_timer(call, "reconcile")
+        q.add_present(call)  # its place is held; not routable until the retry
+        self._set_timer(call, "callback_retry", now + cb.retry_after_s)
+        self._set_timer(call, "callback_expire", call.callback_expires_at)
+        self._agent_input(agent, "call_end", now, call)
+
+    def _callback_retry(self, call: Call, now: float, arg: Any) -> None:
+        q = self.queues[call.queue]
+        call.state = "callback-pending"
+        q.add_waiting(call)
+        steps = q.cfg.skill_widening
+        if call.widen_step < len(steps):
+            self._set_timer(call, "widen", max(now, call.queue_entered_at + steps[call.widen_step].after_s))
+        self._dirty_calls[call.id] = call
 
     def _complete(self, call: Call, now: float, event: str, outcome: str, reason: str) -> None:
         agent = call.agent
@@ -398,8 +447,8 @@ class CallMachine(EngineCore):
         for kind in ("max_wait", "announce", "periodic", "callback_offer", "reconcile"):
             self._cancel_timer(call, kind)
         call.timeout_pending = False
-        expire = q.cfg.callback.expire_s if q.cfg.callback else DEFAULT_CALLBACK_EXPIRE_S
-        self._set_timer(call, "callback_expire", now + expire)
+        call.callback_expires_at = now + (q.cfg.callback or DEFAULT_CALLBACK).expire_s
+        self._set_timer(call, "callback_expire", call.callback_expires_at)
         self._emit(CallbackScheduled(call.id, q.name, number, prompt))
 
     def _max_wait(self, call: Call, now: float, arg: Any) -> None:

@@ -57,11 +57,14 @@ overflow = {action = "hangup", target = "", prompt = "", keep_enter_time = true}
                             # (target queue; keep_enter_time keeps the caller's place),
                             # "voicemail" (target mailbox), "callback" (keeps the position),
                             # "hangup" (prompt, then hang up). No loops between queues.
-callback = {offer_after_s = 60, key = "1", prompt = "", confirm_prompt = "", expire_s = 14400}
+callback = {offer_after_s = 60, key = "1", expire_s = 14400, attempts = 3, retry_after_s = 300}
+                            # also prompt = "" and confirm_prompt = "" (the default prompts)
+                            # after offer_after_s the caller hears prompt; pressing key turns
+                            # the call into a callback that keeps its place in the queue; an
+                            # unreached customer is dialled again after retry_after_s, up to
+                            # `attempts` dials in all (the callback keeps its place meanwhile)
 hours = ""                  # a [hours.NAME] schedule (see the IVR section); outside it a caller
 closed = {action = "hangup", prompt = "queue/closed"}   # gets `closed`: hangup, queue, voicemail
-                            # after offer_after_s the caller hears prompt; pressing key turns
-                            # the call into a callback that keeps its place in the queue
 
 [agents.alice]
 name = "Alice Martin"
@@ -119,7 +122,8 @@ QUEUE_KEYS = ("strategy", "wrapup_s", "ring_timeout_s", "max_wait_s", "max_len",
               "skill_widening", "prefer_higher_level", "overflow", "callback", "hours", "closed")
 WIDENING_KEYS = ("after_s", "min_level")
 OVERFLOW_KEYS = ("action", "target", "prompt", "keep_enter_time")
-CALLBACK_KEYS = ("offer_after_s", "key", "prompt", "confirm_prompt", "expire_s")
+CALLBACK_KEYS = ("offer_after_s", "key", "prompt", "confirm_prompt", "expire_s", "attempts",
+                 "retry_after_s")
 AGENT_KEYS = ("name", "password_hash", "queues", "skills", "wrapup_override_s",
               "max_wrapup_s", "test")
 MEMBER_KEYS = ("level",)
@@ -153,6 +157,8 @@ class CallbackConfig:
     prompt: str = ""
     confirm_prompt: str = ""
     expire_s: float = 14400.0
+    attempts: int = 3  # dial attempts before the callback is "callback-failed"
+    retry_after_s: float = 300.0  # between attempts; the callback keeps its place meanwhile
 
 
 @dataclass(frozen=True)
@@ -401,7 +407,9 @@ def _callback(t: Table) -> CallbackConfig:
         c.fail("offer_after_s", "required (> 0) when a key is set")
     return CallbackConfig(offer_after, key, c.string("prompt", ""),
                           c.string("confirm_prompt", ""),
-                          c.seconds("expire_s", 14400.0, 60.0, 7 * 86400.0))
+                          c.seconds("expire_s", 14400.0, 60.0, 7 * 86400.0),
+                          c.integer("attempts", 3, 1, 10),
+                          c.seconds("retry_after_s", 300.0, 10.0, 86400.0))
 
 
 def _check_overflow_targets(qtable: Table, queues: Mapping[str, QueueConfig]) -> None:

@@ -51,7 +51,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 AGENT_STATES = ("logged-out", "available", "reserved", "on-call", "wrap-up", "break")
-CALL_STATES = ("ivr", "queued", "offered", "connected", "callback-pending", "ended")
+CALL_STATES = ("ivr", "queued", "offered", "connected", "callback-pending", "callback-retry",
+               "ended")
 IGNORE = "_ignore"  # table value: a legitimate race or duplicate, counted in Engine.stats
 ENDED_MEMORY = 20_000  # ended calls remembered to answer late events precisely
 
@@ -178,6 +179,10 @@ class Call:
     last_seen: float = 0.0
     overflowed_from: list[str] = field(default_factory=list)
     requeued: bool = False
+    skills: tuple[str, ...] = ()  # required besides the queue's (sorted)
+    ivr_path: tuple[str, ...] = ()
+    callback_attempts: int = 0  # dials made to the customer
+    callback_expires_at: float = 0.0
     timers: dict[str, float] = field(default_factory=dict)
 
 

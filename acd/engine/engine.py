@@ -171,7 +171,7 @@ class Engine(AgentMachine, CallMachine, Router):
         if c is None:
             return None
         pos = None
-        if c.state in ("queued", "callback-pending", "offered"):
+        if c.state in ("queued", "callback-pending", "callback-retry", "offered"):
             pos = self.queues[c.queue].position(c)
         agent = c.agent.id if c.agent else ",".join(c.offers)
         return CallView(c.id, c.state, c.queue, pos, agent, c.enter_time, c.min_level,
@@ -179,7 +179,7 @@ class Engine(AgentMachine, CallMachine, Router):
 
     def queue_view(self, name: str, now: float) -> QueueView:
         q = self._queue(name)
-        callbacks = sum(1 for e in q.present if e[4].state == "callback-pending")
+        callbacks = sum(1 for e in q.present if e[4].state in ("callback-pending", "callback-retry"))
         oldest = min((e[4].enter_time for e in q.present), default=None)
         est = self.estimator.estimate(name, len(q.present) + 1, q.staffed, q.available)
         return QueueView(name, q.waiting(), len(q.present), callbacks,

@@ -118,6 +118,8 @@ class CallEnters(Event):
     priority: int | None = None  # None: the queue's default priority
     url: str = ""  # Asterisk's ENTERQUEUE url field
     test: bool = False  # robot caller (load tests): records flagged
+    skills: tuple[str, ...] = ()  # skills the call needs besides the queue's (from the IVR)
+    ivr_path: tuple[str, ...] = ()  # the IVR selections made on the way (shown to the agent)
 
 
 @dataclass(frozen=True)

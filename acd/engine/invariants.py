@@ -110,10 +110,11 @@ def _check_calls(engine: Engine, timer: object) -> None:
             places[id(e[4])] += 1
             if e[4].queue != q.name:
                 _fail(f"call {e[4].id} present in {q.name} but belongs to {e[4].queue}")
-        for level, entries in q.tiers.items():
+        for (level, skills), entries in q.tiers.items():
             for e in entries:
                 c = e[4]
-                if c.queue != q.name or c.min_level != level or c.state not in WAITING:
+                if c.queue != q.name or (c.min_level, c.skills) != (level, skills) or \
+                        c.state not in WAITING:
                     _fail(f"call {c.id} ({c.state}) misfiled in {q.name} tier {level}")
                 places[id(c)] += 10
     reconcile = engine.cfg.reconcile_after_s > 0
@@ -121,7 +122,8 @@ def _check_calls(engine: Engine, timer: object) -> None:
         where = f"call {c.id} ({c.state})"
         if c.state not in CALL_STATES or c.state in ("ended", "ivr"):
             _fail(f"{where}: not a live state")
-        expect = {"queued": 11, "callback-pending": 11, "offered": 1, "connected": 0}[c.state]
+        expect = {"queued": 11, "callback-pending": 11, "callback-retry": 1, "offered": 1,
+                  "connected": 0}[c.state]
         if places[id(c)] != expect:
             _fail(f"{where}: found {places[id(c)]} (tiers x10 + positions), expected {expect}")
         if c.state == "offered":
@@ -138,7 +140,7 @@ def _check_calls(engine: Engine, timer: object) -> None:
             connected_by[c.agent.id] += 1
         elif c.agent is not None:
             _fail(f"{where}: has agent {c.agent.id}")
-        if c.leg_up != (c.state != "callback-pending") and c.state != "offered":
+        if c.leg_up != (c.state not in ("callback-pending", "callback-retry")) and c.state != "offered":
             _fail(f"{where}: leg_up={c.leg_up}")
         if reconcile and c.leg_up and not has(c, "reconcile"):  # type: ignore[operator]
             _fail(f"{where}: not watched by reconciliation")
@@ -150,6 +152,8 @@ def _check_calls(engine: Engine, timer: object) -> None:
                 _fail(f"{where}: no max-wait timer")
             if c.state == "callback-pending" and not has(c, "callback_expire"):  # type: ignore[operator]
                 _fail(f"{where}: callback without expiry")
+        if c.state == "callback-retry" and not (has(c, "callback_retry") and has(c, "callback_expire")):  # type: ignore[operator]
+            _fail(f"{where}: callback retry without its timers")
     for c in engine.ended.values():
         if c.state != "ended" or c.timers or c.offers or c.agent is not None:
             _fail(f"ended call {c.id}: still holds state")

@@ -6,9 +6,10 @@ priority first, then a requeued call (boost) ahead of its class, then the longes
 of different queues compare directly: that is the cross-queue order an agent uses when it
 frees up (see :mod:`acd.engine.routing`).
 
-- ``tiers[min_level]``: sorted lists of the routable calls (queued and callback-pending)
-  by the level they currently require; a freed agent of level L looks only at the heads of
-  the tiers ≤ L (a few per queue).
+- ``tiers[(min_level, skills)]``: sorted lists of the routable calls (queued and
+  callback-pending) by the level they currently require and the extra skills they need (from
+  the IVR; usually none); a freed agent of level L looks only at the heads of the tiers it
+  qualifies for (≤ L, and each extra skill at ≥ the tier's level): a few per queue.
 - ``present``: every call in the queue (waiting, offered, callback) for positions.
 - ``pools[level]``: routable member agents by effective level. For ``indexed`` strategies a
   pool also keeps a lazy heap by the strategy's key, so the best agent is found in
@@ -90,7 +91,7 @@ class QueueState:
         self.name = cfg.name
         self.strategy = strategy
         self.floor_level = cfg.floor_level
-        self.tiers: dict[int, list[tuple[Any, ...]]] = {}
+        self.tiers: dict[tuple[int, tuple[str, ...]], list[tuple[Any, ...]]] = {}
         self.present: list[tuple[Any, ...]] = []
         self.pools: dict[int, Pool] = {}
         self.levels_desc: list[int] = []
@@ -116,13 +117,14 @@ class QueueState:
         return bisect_left(self.present, call.entry) + 1
 
     def add_waiting(self, call: Call) -> None:
-        tier = self.tiers.get(call.min_level)
+        key = (call.min_level, call.skills)
+        tier = self.tiers.get(key)
         if tier is None:
-            tier = self.tiers[call.min_level] = []
+            tier = self.tiers[key] = []
         insort(tier, call.entry)
 
     def remove_waiting(self, call: Call) -> None:
-        _remove(self.tiers[call.min_level], call.entry)
+        _remove(self.tiers[(call.min_level, call.skills)], call.entry)
 
     def waiting(self) -> int:
         return sum(len(t) for t in self.tiers.values())
@@ -130,8 +132,10 @@ class QueueState:
     def best_waiting_for(self, agent: Agent, level: int, now: float) -> tuple[Any, ...] | None:
         """The first waiting call ``agent`` (effective ``level``) may take, by entry order."""
         best = None
-        for tier_level, entries in self.tiers.items():
+        for (tier_level, skills), entries in self.tiers.items():
             if tier_level > level or not entries:
+                continue
+            if skills and any(agent.cfg.skills.get(s, 0) < tier_level for s in skills):
                 continue
             for entry in entries:
                 declined = entry[4].declined

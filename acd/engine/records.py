@@ -23,7 +23,9 @@ RINGCANCELED in milliseconds)::
 UNPAUSE carries the reason of the break that ends. Durations are truncated to whole
 seconds; holdtime and waittime are measured from the call's enter time (kept through a
 reject, a requeue and an overflow with keep_enter_time). Homeline additions, ignored by Asterisk tools:
-``CALLBACK|position|origposition|waittime|number`` when a caller chooses a callback. A call
+``CALLBACK|position|origposition|waittime|number`` when a caller chooses a callback, and
+``CALLBACKFAILED|attempt|attempts|number`` for each dial that did not reach the customer
+(then COMPLETEAGENT; the callback keeps its place for the next dial). A call
 requeued because its agent's connection was lost gets COMPLETEAGENT then ENTERQUEUE again.
 A connected call ended by reconciliation is closed with COMPLETECALLER (CallRecord outcome
 "reconciled").
@@ -122,6 +124,10 @@ class CallRecord(Action):
     callback: bool = False
     test: bool = False
     transfers: tuple[str, ...] = ()  # reserved for transfers (later)
+    ivr_path: tuple[str, ...] = ()  # IVR selections before the queue
+    skills: tuple[str, ...] = ()  # skills the call required besides the queue's
+    callback_number: str = ""
+    callback_attempts: int = 0  # dials made to the customer of a callback
 
 
 @dataclass(frozen=True)

@@ -43,14 +43,19 @@ def pick_agents(q: QueueState, call: Call, now: float) -> list[Agent]:
     """The agents to offer ``call`` to now: [] (none), [best], or all of them (ring-all).
 
     Candidates are the queue's routable members whose effective level is at least the
-    call's ``min_level``, minus those who declined the call less than ``reject_delay_s``
-    ago. With ``prefer_higher_level`` the levels are tried from the highest down and the
+    call's ``min_level`` (for a call that needs extra ``skills``, each of those skill levels
+    too), minus those who declined the call less than ``reject_delay_s`` ago. With ``prefer_higher_level`` the levels are tried from the highest down and the
     first level holding a candidate wins; otherwise every accepted level competes under
     the strategy. Indexed strategies take the head of each level's heap; the others sort
     the candidates with ``Strategy.order``.
     """
-    declined = call.declined
-    ok: Callable[[Agent], bool] | None = (lambda a: declined.get(a.id, -1.0) <= now) if declined else None
+    declined, skills, need = call.declined, call.skills, call.min_level
+    ok: Callable[[Agent], bool] | None = None
+    if skills:
+        ok = (lambda a: all(a.cfg.skills.get(s, 0) >= need for s in skills)
+              and (not declined or declined.get(a.id, -1.0) <= now))
+    elif declined:
+        ok = (lambda a: declined.get(a.id, -1.0) <= now)
     levels = [lv for lv in q.levels_desc if lv >= call.min_level and q.pools[lv].members]
     if not levels:
         return []
@@ -131,7 +136,7 @@ class Router(EngineCore):
             offer = Offer(agent, call, now, q.name)
             call.offers[agent.id] = offer
             self._emit(OfferCall(agent.id, call.id, q.name, q.cfg.ring_timeout_s, call.caller,
-                                 number))
+                                 number, call.ivr_path, call.skills))
             self._agent_input(agent, "offer", now, offer)
             q.strategy.offered(q, agent, call, now)
         if call.leg_up and q.cfg.ringback_when_offered and not call.ringing:

@@ -105,6 +105,12 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         """CREATE TABLE agent_current (agent TEXT PRIMARY KEY, state_id INTEGER NOT NULL,
             last_id INTEGER NOT NULL)""",
     )),
+    (2, (  # IVR selections and required skills; callback number and dial attempts
+        "ALTER TABLE cdr ADD COLUMN ivr_path TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE cdr ADD COLUMN skills TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE cdr ADD COLUMN callback_number TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE cdr ADD COLUMN callback_attempts INTEGER NOT NULL DEFAULT 0",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -21,6 +21,7 @@ from acd.engine.events import (
     AgentHangup,
     AgentLogin,
     AgentLogout,
+    AgentReady,
     CallbackFailed,
     CallbackRequest,
     CallEnters,
@@ -258,10 +259,67 @@ def test_callback_keeps_the_queue_position() -> None:
     assert (offer.call, offer.callback_number) == ("c1", "5551111")
     s.send(OfferAnswered("a", "c1", leg="LA"), at=105)
     assert s.of(ConnectCall)[0] == ConnectCall("c1", "a", "LA", "5551111")
-    s.send(CallbackFailed("c1"), at=130)
-    rec = s.of(CallRecord, call_id="c1")[0]
-    assert (rec.outcome, rec.callback) == ("callback-failed", True)
+    s.send(CallbackFailed("c1"), at=130)  # not reached: dialled again later, place kept
+    assert s.call_state("c1") == "callback-retry" and not s.of(CallRecord, call_id="c1")
+    assert s.engine.call_view("c1").position == 1
     assert s.qlog("CALLBACK") == ["1700000065|c1|q|NONE|CALLBACK|1|1|65|5551111"]
+    assert s.qlog("CALLBACKFAILED") == ["1700000130|c1|q|a|CALLBACKFAILED|1|3|5551111"]
+
+
+CB_RETRY = {"q": {"callback": {"offer_after_s": 60, "key": "1", "attempts": 2,
+                               "retry_after_s": 60, "expire_s": 3600}, "wrapup_s": 0}}
+
+
+def test_callback_retries_after_the_delay_then_fails_for_good() -> None:
+    s = make(CB_RETRY, {"a": {"queues": {"q": 1}}})
+    s.send(AgentLogin("a"), at=0)
+    s.send(AgentBreak("a", "lunch"), at=0)
+    s.send(CallEnters("c1", "q", caller="5551111"), at=0)
+    s.send(CallbackRequest("c1"), at=5)
+    s.send(AgentReady("a"), at=100)
+    s.send(OfferAnswered("a", "c1"), at=101)
+    s.send(CallbackFailed("c1"), at=120)
+    s.send(CallEnters("c2", "q"), at=121)  # the agent is free for others meanwhile
+    assert s.of(OfferCall)[-1].call == "c2"
+    s.send(OfferAnswered("a", "c2"), at=122)
+    s.send(CallerHangup("c2"), at=125)
+    s.advance(179)
+    assert [o.call for o in s.of(OfferCall)] == ["c1", "c2"]  # not before retry_after_s
+    s.advance(180)
+    assert [o.call for o in s.of(OfferCall)] == ["c1", "c2", "c1"]
+    s.send(OfferAnswered("a", "c1"), at=181)
+    assert [c.callback_number for c in s.of(ConnectCall, call="c1")] == ["5551111", "5551111"]
+    s.send(CallbackFailed("c1"), at=200)
+    rec = s.of(CallRecord, call_id="c1")[0]
+    assert (rec.outcome, rec.reason, rec.callback_attempts, rec.callback_number) == \
+        ("callback-failed", "customer-unreached", 2, "5551111")
+    assert len(s.qlog("CALLBACKFAILED")) == 2 and s.call_state("c1") == "ended"
+
+
+def test_callback_reached_on_the_second_attempt() -> None:
+    s = make(CB_RETRY, {"a": {"queues": {"q": 1}}})
+    s.send(CallEnters("c1", "q", caller="5551111"), at=0)
+    s.send(CallbackRequest("c1"), at=5)
+    s.send(AgentLogin("a"), at=10)
+    s.send(OfferAnswered("a", "c1"), at=11)
+    s.send(CallbackFailed("c1"), at=20)
+    s.advance(80)
+    s.send(OfferAnswered("a", "c1"), at=81)
+    s.send(CallerHangup("c1"), at=140)  # the customer answered and hung up later
+    rec = s.of(CallRecord, call_id="c1")[0]
+    assert (rec.outcome, rec.callback_attempts) == ("answered", 2)
+
+
+def test_callback_not_retried_past_its_expiry() -> None:
+    cfg = {"q": {"callback": {"offer_after_s": 60, "key": "1", "attempts": 5,
+                              "retry_after_s": 600, "expire_s": 300}, "wrapup_s": 0}}
+    s = make(cfg, {"a": {"queues": {"q": 1}}})
+    s.send(CallEnters("c1", "q", caller="555"), at=0)
+    s.send(CallbackRequest("c1"), at=5)
+    s.send(AgentLogin("a"), at=10)
+    s.send(OfferAnswered("a", "c1"), at=11)
+    s.send(CallbackFailed("c1"), at=20)  # a retry would come after the expiry
+    assert s.of(CallRecord, call_id="c1")[0].outcome == "callback-failed"
 
 
 def test_callback_request_and_expiry() -> None:

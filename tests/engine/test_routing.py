@@ -24,7 +24,7 @@ from acd.engine.events import (
     WrapUpDone,
 )
 from acd.engine.queues import QueueState
-from acd.engine.records import OfferRecord
+from acd.engine.records import CallRecord, OfferRecord
 from acd.engine.routing import pick_agents
 from acd.engine.strategies import Strategy, register_strategy, strategy_class, strategy_names
 
@@ -232,6 +232,44 @@ def test_higher_level_preferred_and_skills_required() -> None:
     assert s.engine.agent_view("cid").queues == ()
     s.send(CallEnters("c1", "fr"))
     assert s.of(OfferCall)[0].agent == "bea"  # effective level min(2, 3) = 2 > min(5, 1)
+
+
+IVR_STAFF = {"fr3": {"queues": {"q": 3}, "skills": {"french": 3}},
+             "fr1": {"queues": {"q": 3}, "skills": {"french": 1}},
+             "en": {"queues": {"q": 3}}}
+
+
+def test_call_skills_from_the_ivr_route_only_to_agents_with_them() -> None:
+    """A call entering with skills (an IVR option) needs each at the call's level, and the
+    skill requirement widens with the queue's steps like the queue level does."""
+    s = Sim(config(SKILLED, IVR_STAFF, NO_RECONCILE))
+    s.send(AgentLogin("en"), at=0)
+    s.send(AgentLogin("fr1"), at=0)
+    s.send(CallEnters("c1", "q", skills=("french",), ivr_path=("main:2", "lang:1")), at=0)
+    assert not s.of(OfferCall)  # en lacks french; fr1's french 1 < min_level 3
+    s.send(CallEnters("c2", "q"), at=1)
+    assert [o.call for o in s.of(OfferCall)] == ["c2"]  # c1 does not block the queue
+    s.send(AgentLogin("fr3"), at=2)
+    offer = s.of(OfferCall)[-1]
+    assert (offer.call, offer.agent, offer.ivr_path, offer.skills) == \
+        ("c1", "fr3", ("main:2", "lang:1"), ("french",))
+    s.send(OfferAnswered("fr3", "c1"), at=3)
+    s.send(CallerHangup("c1"), at=9)
+    rec = s.of(CallRecord, call_id="c1")[0]
+    assert (rec.ivr_path, rec.skills) == (("main:2", "lang:1"), ("french",))
+
+
+def test_freed_agent_skips_calls_needing_skills_it_lacks() -> None:
+    s = Sim(config(SKILLED, IVR_STAFF, NO_RECONCILE))
+    s.send(CallEnters("fr", "q", skills=("french",)), at=0)
+    s.send(CallEnters("any", "q"), at=5)
+    s.send(AgentLogin("en"), at=10)
+    assert [o.call for o in s.of(OfferCall)] == ["any"]
+    s.send(OfferAnswered("en", "any"), at=11)
+    s.send(AgentLogin("fr1"), at=20)
+    assert len(s.of(OfferCall)) == 1  # french 1 < 3 until the widening
+    s.advance(60)  # min_level 1 at 60 s: fr1 now qualifies
+    assert [(t, o.call, o.agent) for t, o in s.timed(OfferCall)][1:] == [(60.0, "fr", "fr1")]
 
 
 def test_priority_then_longest_wait() -> None:

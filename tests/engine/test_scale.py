@@ -15,7 +15,7 @@ def brute_force_best(engine: Engine, agent_id: str) -> str | None:
     agent = engine.agents[agent_id]
     best = None
     for qname, level in agent.levels.items():
-        for tier, entries in engine.queues[qname].tiers.items():
+        for (tier, _skills), entries in engine.queues[qname].tiers.items():
             for e in entries:
                 if tier <= level and (best is None or e < best):
                     best = e

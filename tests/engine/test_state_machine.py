@@ -50,15 +50,16 @@ QUEUES = {
                 "periodic_announce_every_s": 12, "periodic_prompt": "p", "weight": 2},
     "backup": {"strategy": "rrmemory", "wrapup_s": 0, "max_wait_s": 60, "max_len": 6,
                "overflow": {"action": "callback"}, "leave_when_empty": "strict",
-               "callback": {"offer_after_s": 20, "key": "1", "expire_s": 300}},
+               "callback": {"offer_after_s": 20, "key": "1", "expire_s": 300, "attempts": 2,
+                            "retry_after_s": 30}},
     "vip": {"strategy": "fewest-calls", "join_empty": "no", "max_wait_s": 30, "priority": 3,
             "overflow": {"action": "voicemail", "target": "box"}, "prefer_higher_level": False},
 }
 AGENTS = {
-    "a1": {"queues": {"sales": 3, "support": 1}},
+    "a1": {"queues": {"sales": 3, "support": 1}, "skills": {"french": 2}},
     "a2": {"queues": {"sales": 2, "support": 2, "backup": 1}},
-    "a3": {"queues": {"sales": 1, "backup": 2, "vip": 1}},
-    "a4": {"queues": {"support": 1, "vip": 2}, "wrapup_override_s": 9},
+    "a3": {"queues": {"sales": 1, "backup": 2, "vip": 1}, "skills": {"french": 1, "billing": 3}},
+    "a4": {"queues": {"support": 1, "vip": 2}, "wrapup_override_s": 9, "skills": {"billing": 1}},
     "a5": {"queues": {"backup": 1, "sales": 1}, "test": True},
 }
 ACD = {"no_answer_limit": 2, "reject_delay_s": 4, "reconcile_after_s": 30,
@@ -119,13 +120,15 @@ class EngineMachine(RuleBasedStateMachine):
 
     # -- calls -------------------------------------------------------------------------
 
-    @rule(queue=st.sampled_from(sorted(QUEUES)), prio=st.sampled_from([None, 0, 5]))
-    def enter(self, queue: str, prio: int | None) -> None:
+    @rule(queue=st.sampled_from(sorted(QUEUES)), prio=st.sampled_from([None, 0, 5]),
+          skills=st.sampled_from([(), (), ("french",), ("billing",), ("billing", "french")]))
+    def enter(self, queue: str, prio: int | None, skills: tuple[str, ...] = ()) -> None:
         self.n += 1
         call = f"c{self.n}"
         self.calls.append(call)
         self.entries[call] += 1
-        self.send(CallEnters(call, queue, caller=f"555{self.n}", priority=prio, test=self.n % 7 == 0))
+        self.send(CallEnters(call, queue, caller=f"555{self.n}", priority=prio, test=self.n % 7 == 0,
+                             skills=skills, ivr_path=("main:1",) if skills else ()))
 
     @rule(data=st.data(), queue=st.sampled_from(sorted(QUEUES)))
     def reenter(self, data: st.DataObject, queue: str) -> None:
@@ -187,9 +190,26 @@ class EngineMachine(RuleBasedStateMachine):
     def callback_failed(self, data: st.DataObject) -> None:
         eng = self.sim.engine
         ok = [c for c in self.calls if c in eng.ended
-              or (c in eng.calls and eng.calls[c].state == "connected" and eng.calls[c].callback)]
+              or (c in eng.calls and eng.calls[c].callback
+                  and eng.calls[c].state in ("connected", "callback-pending", "callback-retry"))]
         if ok:
             self.send(CallbackFailed(data.draw(st.sampled_from(ok))))
+
+    @precondition(lambda self: self.live())
+    @rule(data=st.data(), reached=st.booleans())
+    def callback_attempt(self, data: st.DataObject, reached: bool) -> None:
+        """A caller asks for a callback; an agent takes it; the customer is (not) reached."""
+        call = data.draw(st.sampled_from(self.live()))
+        if self.sim.call_state(call) == "queued":
+            self.send(CallbackRequest(call))
+        for agent in AGENT_IDS:
+            if self.sim.state(agent) in ("logged-out", "break"):
+                self.send(AgentLogin(agent) if self.sim.state(agent) == "logged-out" else AgentReady(agent))
+        for agent, offered in self.offers():
+            self.send(OfferAnswered(agent, offered))
+        c = self.sim.engine.calls.get(call)
+        if c is not None and c.state == "connected" and c.callback:
+            self.send(CallerHangup(call) if reached else CallbackFailed(call))
 
     @precondition(lambda self: self.live())
     @rule(data=st.data())
@@ -247,7 +267,7 @@ class EngineMachine(RuleBasedStateMachine):
                 break
             for c in live:
                 call = s.engine.calls.get(c)
-                if call is not None and call.state != "callback-pending":
+                if call is not None and call.state not in ("callback-pending", "callback-retry"):
                     s.send(CallerHangup(c))
             s.advance(s.now + 400)
         assert not s.engine.calls, {c: v.state for c, v in s.engine.calls.items()}

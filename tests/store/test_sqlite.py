@@ -38,7 +38,8 @@ def test_schema_created_and_version_kept(tmp_path: Path) -> None:
         assert s.schema_version() == SCHEMA_VERSION
         assert len(s.calls()) == 1
     with closing(sqlite3.connect(data / DB_NAME)) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        versions = conn.execute("SELECT version FROM schema_version").fetchall()
+        assert versions == [(v,) for v, _ in sqlite_mod.MIGRATIONS] and versions[-1] == (SCHEMA_VERSION,)
 
 
 def test_forward_migration_and_newer_schema_refused(tmp_path: Path,
@@ -57,6 +58,27 @@ def test_forward_migration_and_newer_schema_refused(tmp_path: Path,
     monkeypatch.undo()  # back to this code's schema: the newer database is refused
     with pytest.raises(StoreError, match="newer"):
         open_store(tmp_path)
+
+
+def test_version_1_database_gains_the_ivr_and_callback_columns(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_mod, "MIGRATIONS", sqlite_mod.MIGRATIONS[:1])
+    with closing(sqlite3.connect(tmp_path / DB_NAME)) as conn:  # a database made by version 1
+        sqlite_mod._migrate(conn, tmp_path / DB_NAME)
+        cols = [f.name for f in dataclasses.fields(CallRecord)][:-4]
+        old = cdr(1)
+        conn.execute(f"INSERT INTO cdr ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                     sqlite_mod._CDR.encode(old)[:len(cols)])
+        conn.commit()
+    monkeypatch.undo()
+    with open_store(tmp_path) as s:
+        assert s.schema_version() == 2
+        (row,) = s.calls()
+        assert row.record == old  # the new columns read back as their defaults
+        s.write(dataclasses.replace(cdr(2), ivr_path=("main:1",), skills=("french",),
+                                    callback_number="555", callback_attempts=2))
+        new = s.calls(newest_first=True)[0].record
+        assert (new.ivr_path, new.skills, new.callback_attempts) == (("main:1",), ("french",), 2)
 
 
 def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
