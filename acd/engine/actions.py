@@ -26,6 +26,7 @@ __all__ = [
     "RejectLateAnswer",
     "ConnectCall",
     "DropAgentLeg",
+    "TransferOut",
 ]
 
 
@@ -183,8 +184,20 @@ class ConnectCall(Action):
 
 @dataclass(frozen=True)
 class DropAgentLeg(Action):
-    """Hang up ``agent``'s leg of ``call``; the caller goes back to the queue (``reason``)."""
+    """Hang up ``agent``'s leg of ``call`` (``reason``): its connection was lost (the caller
+    goes back to the queue) or the agent transferred the call ("transferred")."""
 
     agent: str
     call: str
     reason: str
+
+
+@dataclass(frozen=True)
+class TransferOut(Action):
+    """The agent transferred ``call`` to an outside ``number``: the server bridges the
+    caller's leg to it through a trunk; the call has left the ACD (outcome "transferred")."""
+
+    call: str
+    number: str
+    agent: str
+

@@ -20,11 +20,12 @@ import logging
 from typing import Any
 
 from acd.engine.actions import Announce, CallbackScheduled, CancelOffer, ConnectCall, \
-    DropAgentLeg, ExitQueue, HangupCall, JoinRejected, MoveQueue, RejectLateAnswer, StartMusic
-from acd.engine.core import IGNORE, Agent, Call, DuplicateCall, EngineCore, \
-    InvalidTransition, Offer
+    DropAgentLeg, ExitQueue, HangupCall, JoinRejected, MoveQueue, RejectLateAnswer, StartMusic, \
+    TransferOut
+from acd.engine.core import IGNORE, Agent, Call, DuplicateCall, EngineCore, EngineError, \
+    InvalidTransition, Offer, UnknownAgent
 from acd.engine.events import AgentHangup, CallbackRequest, CallEnters, CallerDigit, \
-    OfferAnswered, OfferRejected
+    OfferAnswered, OfferRejected, TransferCall
 from acd.engine.config import CallbackConfig
 from acd.engine.queues import QueueState
 from acd.engine.records import CallRecord, OfferRecord
@@ -96,6 +97,7 @@ CALL_TABLE: dict[tuple[str, str], str] = {
     ("connected", "digit"): IGNORE,
     ("connected", "callback_request"): IGNORE,
     ("connected", "callback_failed"): "_callback_failed",
+    ("connected", "transfer"): "_transfer",
     ("connected", "t_reconcile"): "_reconcile",
 
     ("ended", "caller_hangup"): IGNORE,
@@ -229,7 +231,7 @@ class CallMachine(EngineCore):
             call.talk_s, outcome, reason, None if est is None else est.ewt_s,
             call.ewt_announced, call.origposition, call.priority,
             tuple(call.overflowed_from), call.callback,
-            call.test or (agent is not None and agent.cfg.test), (), call.ivr_path, call.skills,
+            call.test or (agent is not None and agent.cfg.test), tuple(call.transfers), call.ivr_path, call.skills,
             call.callback_number, call.callback_attempts))
 
     def _wait(self, call: Call, now: float) -> int:
@@ -398,6 +400,39 @@ class CallMachine(EngineCore):
                    int(call.connected_at - call.enter_time), int(talk), call.origposition)
         self._end_call(call, now, outcome, reason)
         self._agent_input(agent, "call_end", now, call)
+
+    def _transfer(self, call: Call, now: float, ev: TransferCall) -> None:
+        """Blind transfer: the agent's part ends (TRANSFER, then wrap-up) and the call goes to
+        the target; a queue or agent target keeps the caller's enter time."""
+        agent = call.agent
+        if agent is None or agent.id != ev.agent:
+            raise EngineError(f"call {call.id} is not connected to agent {ev.agent}")
+        if sum(bool(x) for x in (ev.queue, ev.to_agent, ev.number)) != 1:
+            raise EngineError("a transfer names exactly one of queue, to_agent, number")
+        q = self._queue(ev.queue) if ev.queue else self.queues[call.queue]
+        target = self.agents.get(ev.to_agent) if ev.to_agent else None
+        if ev.to_agent and target is None:
+            raise UnknownAgent(f"unknown agent {ev.to_agent!r}")
+        if target is not None and (target is agent or not target.routable):
+            raise EngineError(f"agent {ev.to_agent} is not available")
+        where = f"queue:{q.name}" if ev.queue else f"agent:{ev.to_agent}" if ev.to_agent else f"number:{ev.number}"
+        talk = now - call.connected_at
+        call.talk_s += talk
+        self._qlog(now, call.id, call.queue, agent.id, "TRANSFER", where.split(":", 1)[1], where.split(":")[0],
+                   int(call.connected_at - call.enter_time), int(talk), call.origposition)
+        call.transfers.append(where)
+        self._emit(DropAgentLeg(agent.id, call.id, "transferred"))
+        if ev.number:
+            self._end_call(call, now, "transferred", "transfer-out")
+            self._emit(TransferOut(call.id, ev.number, agent.id))
+            self._agent_input(agent, "call_end", now, call)
+            return
+        call.agent = None
+        call.leg = ""
+        self._agent_input(agent, "call_end", now, call)
+        self._join_queue(call, q, now, keep_enter_time=True)
+        if target is not None:
+            self._offer(call, q, [target], now)
 
     def _requeue_lost_agent(self, call: Call, agent: Agent, now: float) -> None:
         """The agent's connection did not come back: the caller returns to the queue head."""

@@ -180,6 +180,7 @@ class Call:
     overflowed_from: list[str] = field(default_factory=list)
     requeued: bool = False
     skills: tuple[str, ...] = ()  # required besides the queue's (sorted)
+    transfers: list[str] = field(default_factory=list)
     ivr_path: tuple[str, ...] = ()
     callback_attempts: int = 0  # dials made to the customer
     callback_expires_at: float = 0.0

@@ -65,6 +65,10 @@ class CallView:
     min_level: int
     priority: int
     callback: bool
+    caller: str = ""
+    callback_number: str = ""
+    ivr_path: tuple[str, ...] = ()
+    skills: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,7 @@ class Engine(AgentMachine, CallMachine, Router):
             pos = self.queues[c.queue].position(c)
         agent = c.agent.id if c.agent else ",".join(c.offers)
         return CallView(c.id, c.state, c.queue, pos, agent, c.enter_time, c.min_level,
-                        c.priority, c.callback)
+                        c.priority, c.callback, c.caller, c.callback_number, c.ivr_path, c.skills)
 
     def queue_view(self, name: str, now: float) -> QueueView:
         q = self._queue(name)

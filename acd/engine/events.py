@@ -32,6 +32,7 @@ __all__ = [
     "CallerDigit",
     "CallbackRequest",
     "CallbackFailed",
+    "TransferCall",
     "OfferAnswered",
     "OfferRejected",
     "CallsAlive",
@@ -157,6 +158,19 @@ class CallbackFailed(Event):
 
 
 @dataclass(frozen=True)
+class TransferCall(Event):
+    """Blind transfer by the connected agent: to a ``queue`` (the caller keeps their enter
+    time), to another available agent ``to_agent`` (offered to them at once; back to the
+    queue if they do not answer), or out to ``number``. Exactly one is set."""
+
+    agent: str
+    call: str
+    queue: str = ""
+    to_agent: str = ""
+    number: str = ""
+
+
+@dataclass(frozen=True)
 class OfferAnswered(Event):
     """The agent answered an ``OfferCall``; ``leg`` is the agent leg's id (queue_log CONNECT)."""
 
@@ -206,6 +220,7 @@ CALL_INPUTS: dict[type[Event], str] = {
     CallerDigit: "digit",
     CallbackRequest: "callback_request",
     CallbackFailed: "callback_failed",
+    TransferCall: "transfer",
     OfferAnswered: "answer",
     OfferRejected: "reject",
 }

@@ -17,6 +17,7 @@ RINGCANCELED in milliseconds)::
     EXITWITHKEY|key|position|origposition|waittime
     RINGNOANSWER|ringtime_ms                           (also written for a declined offer)
     RINGCANCELED|ringtime_ms                           (ring-all loser, caller gone)
+    TRANSFER|target|context|holdtime|calltime|origposition  (blind transfer by the agent)
     ADDMEMBER|   REMOVEMEMBER|   PAUSE|reason   UNPAUSE|reason   (callid NONE, per queue)
     FULL|   JOINEMPTY|                                 (join refused)
 
@@ -61,6 +62,7 @@ CALL_OUTCOMES = (
     "reconciled",  # the server stopped confirming the call
     "callback-expired",  # a callback waited longer than expire_s
     "callback-failed",  # the customer of a callback was not reached
+    "transferred",  # the agent transferred the call out to a number
 )
 OFFER_OUTCOMES = ("answered", "rejected", "no-answer", "cancelled")
 
@@ -123,7 +125,7 @@ class CallRecord(Action):
     overflowed_from: tuple[str, ...] = ()
     callback: bool = False
     test: bool = False
-    transfers: tuple[str, ...] = ()  # reserved for transfers (later)
+    transfers: tuple[str, ...] = ()  # blind transfers: "queue:NAME", "agent:ID", "number:N"
     ivr_path: tuple[str, ...] = ()  # IVR selections before the queue
     skills: tuple[str, ...] = ()  # skills the call required besides the queue's
     callback_number: str = ""

@@ -46,6 +46,8 @@ __all__ = [
     "CallHistory",
     "QueueLog",
     "AgentStateLog",
+    "ReadinessLog",
+    "ReadinessRecord",
     "Store",
     "open_store",
     "ROLES",
@@ -239,8 +241,35 @@ class AgentStateLog(ABC):
         """The state of every agent not logged out (see the module docstring)."""
 
 
-class Store(AgentAccounts, CallHistory, QueueLog, AgentStateLog):
-    """All four interfaces behind one object, opened on a data directory."""
+@dataclass(frozen=True)
+class ReadinessRecord:
+    """One agent readiness check (the echo test of docs/agent-protocol.md §3.8)."""
+
+    agent: str
+    at: float
+    passed: bool
+    rtt_ms: float | None
+    jitter_ms: float | None
+    loss_pct: float
+    mos: float
+    reasons: tuple[str, ...] = ()
+    codec: str = ""
+    seconds: float = 0.0
+
+
+class ReadinessLog(ABC):
+    """Home agents' readiness checks, for supervisors."""
+
+    @abstractmethod
+    def write_readiness(self, record: ReadinessRecord) -> int: ...
+
+    @abstractmethod
+    def latest_readiness(self) -> list[ReadinessRecord]:
+        """The newest check of each agent, by agent."""
+
+
+class Store(AgentAccounts, CallHistory, QueueLog, AgentStateLog, ReadinessLog):
+    """All five interfaces behind one object, opened on a data directory."""
 
     @classmethod
     @abstractmethod

@@ -46,8 +46,8 @@ from typing import Any, Generic, TypeVar
 
 from acd.engine.records import AgentStateRecord, CallRecord, OfferRecord, QueueLogEntry, \
     format_queue_log_line
-from acd.store.base import DEFAULT_ROLES, NOTE_REASONS, AgentAccount, QueueLogRow, Row, Store, \
-    StoreError, check_page, normalize_roles
+from acd.store.base import DEFAULT_ROLES, NOTE_REASONS, AgentAccount, QueueLogRow, ReadinessRecord, Row, \
+    Store, StoreError, check_page, normalize_roles
 from acd.store.queue_log_file import DEFAULT_KEEP, DEFAULT_MAX_BYTES, QueueLogFile
 
 __all__ = ["SqliteStore", "MIGRATIONS", "SCHEMA_VERSION", "DB_NAME", "QUEUE_LOG_NAME"]
@@ -111,6 +111,12 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         "ALTER TABLE cdr ADD COLUMN callback_number TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE cdr ADD COLUMN callback_attempts INTEGER NOT NULL DEFAULT 0",
     )),
+    (3, (  # agents' readiness checks (echo test)
+        """CREATE TABLE readiness (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, at REAL NOT NULL,
+            passed INTEGER NOT NULL, rtt_ms REAL, jitter_ms REAL, loss_pct REAL NOT NULL,
+            mos REAL NOT NULL, reasons TEXT NOT NULL, codec TEXT NOT NULL, seconds REAL NOT NULL)""",
+        "CREATE INDEX readiness_agent ON readiness (agent, id)",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -154,6 +160,7 @@ class _Codec(Generic[T]):
 _CDR = _Codec(CallRecord, "cdr")
 _OFFER = _Codec(OfferRecord, "offers")
 _STATE = _Codec(AgentStateRecord, "agent_state")
+_READY = _Codec(ReadinessRecord, "readiness")
 _AGENT_COLS = ("id, display_name, roles, password_hash, disabled, failed_logins, locked_until, "
                "created_at, updated_at, config_password_hash")
 _QL_INSERT = ("INSERT INTO queue_log (time, callid, queuename, agent, event, data, data1, "
@@ -314,6 +321,17 @@ class SqliteStore(Store):
             self.qlog_file.append([row.line])
         self._after_write()
         return row
+
+    def write_readiness(self, record: ReadinessRecord) -> int:
+        with self._tx() as conn:
+            row_id = int(conn.execute(_READY.insert, _READY.encode(record)).lastrowid or 0)
+        self._after_write()
+        return row_id
+
+    def latest_readiness(self) -> list[ReadinessRecord]:
+        rows = self._db().execute(f"{_READY.select} WHERE id IN (SELECT max(id) FROM readiness GROUP BY agent) "
+                                  "ORDER BY agent").fetchall()
+        return [_READY.decode(row).record for row in rows]
 
     def append_agent_state(self, record: AgentStateRecord) -> int:
         with self._tx() as conn:

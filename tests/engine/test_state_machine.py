@@ -34,8 +34,10 @@ from acd.engine.events import (
     FlagDifficult,
     OfferAnswered,
     OfferRejected,
+    TransferCall,
     WrapUpDone,
 )
+from acd.engine.core import EngineError
 from acd.engine.records import CallRecord
 
 from tests.engine.helpers import Sim, config
@@ -212,6 +214,23 @@ class EngineMachine(RuleBasedStateMachine):
             self.send(CallerHangup(call) if reached else CallbackFailed(call))
 
     @precondition(lambda self: self.live())
+    @rule(data=st.data(), where=st.sampled_from(["queue", "agent", "number"]))
+    def transfer(self, data: st.DataObject, where: str) -> None:
+        """The connected agent transfers blind (an unavailable target agent is refused)."""
+        eng = self.sim.engine
+        on = [c for c in self.live() if eng.calls[c].state == "connected"]
+        if not on:
+            return
+        call = eng.calls[data.draw(st.sampled_from(on))]
+        target = {"queue": {"queue": data.draw(st.sampled_from(sorted(QUEUES)))},
+                  "agent": {"to_agent": data.draw(st.sampled_from(AGENT_IDS))},
+                  "number": {"number": "+3312345"}}[where]
+        try:
+            self.send(TransferCall(call.agent.id, call.id, **target))
+        except EngineError as exc:
+            assert where == "agent" and "not available" in str(exc), exc
+
+    @precondition(lambda self: self.live())
     @rule(data=st.data())
     def lose_confirmation(self, data: st.DataObject) -> None:
         self.lost.add(data.draw(st.sampled_from(self.live())))
@@ -229,8 +248,8 @@ class EngineMachine(RuleBasedStateMachine):
             return
         if isinstance(self.last, CallEnters):
             return  # a live duplicate id is a server bug (DuplicateCall)
-        if isinstance(self.last, CallbackFailed):
-            return
+        if isinstance(self.last, (CallbackFailed, TransferCall)):
+            return  # a second transfer of a call that moved on is refused (tested elsewhere)
         self.send(self.last)
 
     @rule(dt=st.sampled_from(DELAYS), confirm=st.booleans())

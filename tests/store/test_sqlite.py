@@ -72,7 +72,7 @@ def test_version_1_database_gains_the_ivr_and_callback_columns(tmp_path: Path,
         conn.commit()
     monkeypatch.undo()
     with open_store(tmp_path) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == SCHEMA_VERSION
         (row,) = s.calls()
         assert row.record == old  # the new columns read back as their defaults
         s.write(dataclasses.replace(cdr(2), ivr_path=("main:1",), skills=("french",),
@@ -291,3 +291,16 @@ def test_login_lockout_counters(store: SqliteStore) -> None:
     assert a.failed_logins == 0 and a.locked_until is None
     with pytest.raises(StoreError, match="no agent"):
         store.login_failed("nobody", 1.0)
+
+
+def test_readiness_results_latest_per_agent(tmp_path: Path) -> None:
+    from acd.store.base import ReadinessRecord
+
+    with open_store(tmp_path) as s:
+        s.write_readiness(ReadinessRecord("bob", EPOCH, False, 500.0, 40.0, 5.0, 2.9, ("rtt", "jitter")))
+        s.write_readiness(ReadinessRecord("alice", EPOCH + 1, True, 20.0, 1.0, 0.0, 4.3, codec="opus", seconds=10))
+        s.write_readiness(ReadinessRecord("bob", EPOCH + 2, True, 30.0, 2.0, 0.0, 4.2))
+    with open_store(tmp_path) as s:
+        latest = s.latest_readiness()
+    assert [(r.agent, r.passed, r.at) for r in latest] == [("alice", True, EPOCH + 1), ("bob", True, EPOCH + 2)]
+    assert latest[0].codec == "opus" and latest[0].reasons == ()
