@@ -1,6 +1,8 @@
 """Queued callbacks on the server: the caller leaves a number and hangs up keeping their place
 (the engine keeps it); when an agent takes the callback the customer is dialled through a
-trunk and connected to the agent. Outcomes go into the CDR (answered or callback-failed)."""
+trunk and connected to the agent. A customer not reached is dialled again after the queue's
+``retry_after_s`` (the engine holds the callback's place meanwhile), up to ``attempts`` dials;
+the CDR has the outcome (answered or callback-failed) and the number of dials."""
 
 from __future__ import annotations
 
@@ -44,10 +46,10 @@ class CallbackDialler:
                 return trunk.name
         return next((t.name for t in trunks if t.proxy), None)
 
-    def dial(self, action: A.ConnectCall, *, robot: bool) -> None:
-        asyncio.get_running_loop().create_task(self._dial(action, robot))
+    def dial(self, action: A.ConnectCall) -> None:
+        asyncio.get_running_loop().create_task(self._dial(action))
 
-    async def _dial(self, action: A.ConnectCall, robot: bool) -> None:
+    async def _dial(self, action: A.ConnectCall) -> None:
         srv = self.server
         trunk = self._trunk_for(action.call)
         if trunk is None:
@@ -60,7 +62,7 @@ class CallbackDialler:
             log.warning("callback %s: cannot dial %s: %s", action.call, action.callback_number, exc)
             self._failed(action.call)
             return
-        leg.app.update({"engine_id": action.call, "callback_agent": action.agent, "robot_agent": robot})
+        leg.app.update({"engine_id": action.call, "callback_agent": action.agent})
         srv.by_id[action.call] = leg
         log.info("callback %s: dialling %s through %s for agent %s", action.call, action.callback_number,
                  trunk, action.agent)
@@ -73,14 +75,20 @@ class CallbackDialler:
         if srv.cc is None or srv.transport is None:
             return
         if leg.answered_at is not None:
+            self.pending.pop(engine_id, None)
             srv.cc.caller_gone(engine_id, srv.transport.now)
         else:
             self._failed(engine_id)
 
     def _failed(self, call_id: str) -> None:
+        """The engine frees the agent and dials again later (``attempts``) or ends the callback."""
         srv = self.server
-        self.pending.pop(call_id, None)
         log.info("callback %s: customer not reached", call_id)
         if srv.cc is not None and srv.transport is not None:
             srv.cc.callback_failed(call_id, srv.transport.now)
             srv.transport.flush()
+            view = srv.cc.engine.call_view(call_id)
+            if view is not None and view.state != "ended":
+                log.info("callback %s: will be dialled again (%s)", call_id, view.state)
+                return
+        self.pending.pop(call_id, None)

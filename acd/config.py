@@ -31,6 +31,7 @@ from acd.config_schema import (
     UNKNOWN_SOURCE_ACTIONS,
     Config,
     DialRule,
+    IceServer,
     IPNetwork,
     RtpConfig,
     ServerConfig,
@@ -61,13 +62,17 @@ FILE_KEY = "(file)"  # key of errors about the file itself (missing, unreadable)
 SYNTAX_KEY = "(syntax)"  # key of TOML syntax errors; the reason starts with "line L, column C: "
 
 SECTIONS = ("server", "sip", "rtp", "web", "trunks", "dialplan", "acd", "queues", "agents", "ivr", "hours")
-SERVER_KEYS = ("data_dir", "log_level", "drain_seconds", "user_agent")
+SERVER_KEYS = ("data_dir", "log_level", "drain_seconds", "user_agent", "demo")
 SIP_KEYS = ("external_address", "unknown_source", "max_message_bytes", "auth_failures", "auth_block_seconds",
             "timers", "listen")
 TIMER_KEYS = ("t1_ms", "t2_ms", "t4_ms")
 LISTEN_KEYS = ("transport", "address", "port", "cert", "key")
 RTP_KEYS = ("address", "port_min", "port_max", "codecs", "ptime_ms", "nat", "jitter_min_ms", "jitter_max_ms")
-WEB_KEYS = ("address", "port", "tls", "cert", "key")
+WEB_KEYS = ("address", "port", "tls", "cert", "key", "session_ttl_s", "lockout_after", "lockout_s",
+            "heartbeat_s", "ice_servers", "agent_codec")
+ICE_KEYS = ("urls", "username", "credential")
+ICE_URL = re.compile(r"(stuns?|turns?):[^\s]+")
+AGENT_CODECS = ("opus", "pcmu", "pcma")
 TRUNK_KEYS = ("allow", "username", "password", "realm", "proxy", "from_user",
               "options_interval", "register")
 REGISTER_KEYS = ("registrar", "username", "password", "expires", "retry_min", "retry_max")
@@ -123,12 +128,14 @@ def validate_config(data: Mapping[str, Any], file: str) -> Config:
     ivr_raw = _freeze(top.table("ivr", known=None).data)
     hours_raw = _freeze(top.table("hours", known=None).data)
     menus = ivr_config_from_toml(ivr_raw, hours_raw, file=file, known_queues=set(engine.queues),
-                                 known_trunks={t.name for t in trunks})
+                                 known_trunks={t.name for t in trunks},
+                                 dialable_trunks={t.name for t in trunks if t.proxy})
     for name, queue in engine.queues.items():
         if queue.hours and queue.hours not in menus.schedules:
             hint = _suggest(queue.hours, list(menus.schedules))
             raise ConfigError(file, f"queues.{name}.hours", f"unknown schedule {queue.hours!r}" + (
                 f"; did you mean {hint!r}?" if hint else f" (defined: {', '.join(menus.schedules) or 'none'})"))
+    _warn_unserved_skills(file, engine, menus)
     for i, rule in enumerate(dialplan):
         known = engine.queues if rule.action == "queue" else menus.menus if rule.action == "ivr" else None
         if known is not None and rule.target not in known:
@@ -256,6 +263,7 @@ def _server(t: _Table) -> ServerConfig:
         log_level=t.choice("log_level", ServerConfig.log_level, LOG_LEVELS),
         drain_seconds=t.integer("drain_seconds", ServerConfig.drain_seconds, 0, 3600),
         user_agent=user_agent,
+        demo=t.boolean("demo", False),
     )
 
 
@@ -341,6 +349,21 @@ def _overlap(a: str, b: str) -> bool:
     return ia == ib or ia.is_unspecified or ib.is_unspecified
 
 
+def _warn_unserved_skills(file: str, engine: Any, menus: Any) -> None:
+    """An IVR option asking for a skill no member of its queue has: its callers wait for the
+    overflow (a warning, as for an agent lacking a queue's skill)."""
+    for mname, menu in menus.menus.items():
+        for key, action in [*(("options." + k, a) for k, a in menu.options.items()),
+                            ("closed", menu.closed), ("on_failure", menu.on_failure)]:
+            if action.action != "queue" or not action.skills:
+                continue
+            members = [a for a in engine.agents.values() if action.target in a.queues]
+            for skill in action.skills:
+                if not any(a.skills.get(skill, 0) for a in members):
+                    log.warning("%s: ivr.%s.%s: no agent of queue %s has skill %s; its callers "
+                                "will wait until the overflow", file, mname, key, action.target, skill)
+
+
 def _check_listener_ports(t: _Table, listeners: tuple[SipListener, ...]) -> None:
     for j, lis in enumerate(listeners):
         for i, other in enumerate(listeners[:j]):
@@ -397,7 +420,25 @@ def _web(t: _Table, sip: SipConfig) -> WebConfig:
     if not tls and not ipaddress.ip_address(address).is_loopback:
         log.warning("%s: web.tls is false on %s: agents' passwords and the WebRTC "
                     "signalling travel unencrypted", t.ctx.file, address)
-    return WebConfig(address=address, port=port, tls=tls, cert=cert, key=key)
+    ice: list[IceServer] = []
+    for i, srv in enumerate(t.tables("ice_servers", ICE_KEYS)):
+        urls = srv.strings("urls")
+        if not urls:
+            srv.fail("urls", "at least one stun:, stuns:, turn: or turns: URL is required")
+        for url in urls:
+            if not ICE_URL.fullmatch(url):
+                srv.fail("urls", f"{url!r} is not a stun:/stuns:/turn:/turns: URL")
+        username, credential = srv.string("username", ""), srv.string("credential", "")
+        if any(u.startswith("turn") for u in urls) and not (username and credential):
+            srv.fail("username", "a TURN server needs username and credential")
+        ice.append(IceServer(urls, username, credential))
+    return WebConfig(address=address, port=port, tls=tls, cert=cert, key=key,
+                     session_ttl_s=t.seconds("session_ttl_s", WebConfig.session_ttl_s, 300.0, 7 * 86400.0),
+                     lockout_after=t.integer("lockout_after", WebConfig.lockout_after, 1, 100),
+                     lockout_s=t.seconds("lockout_s", WebConfig.lockout_s, 1.0, 86400.0),
+                     heartbeat_s=t.seconds("heartbeat_s", WebConfig.heartbeat_s, 1.0, 120.0),
+                     ice_servers=tuple(ice),
+                     agent_codec=t.choice("agent_codec", WebConfig.agent_codec, AGENT_CODECS))
 
 
 def _trunks(t: _Table) -> tuple[Trunk, ...]:

@@ -67,6 +67,7 @@ class ServerConfig:
     log_level: str = "info"
     drain_seconds: int = 30
     user_agent: str = "Homeline"
+    demo: bool = False  # a demo configuration: public passwords (warned about at start)
 
     @property
     def tls_dir(self) -> Path:
@@ -127,6 +128,21 @@ class RtpConfig:
 
 
 @dataclass(frozen=True)
+class IceServer:
+    """``[[web.ice_servers]]``: a STUN or TURN server given to agents' peer connections."""
+
+    urls: tuple[str, ...]
+    username: str = ""
+    credential: str = field(default="", repr=False)
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"urls": list(self.urls)}
+        if self.username:
+            out.update(username=self.username, credential=self.credential)
+        return out
+
+
+@dataclass(frozen=True)
 class WebConfig:
     """``[web]``.  ``cert``/``key`` are None unless configured."""
 
@@ -135,6 +151,12 @@ class WebConfig:
     tls: bool = True
     cert: Path | None = None
     key: Path | None = None
+    session_ttl_s: float = 43200.0
+    lockout_after: int = 5
+    lockout_s: float = 300.0
+    heartbeat_s: float = 10.0
+    ice_servers: tuple[IceServer, ...] = ()
+    agent_codec: str = "opus"
 
     @property
     def self_signed(self) -> bool:

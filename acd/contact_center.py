@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from acd import callback_entry as CB
 from acd.engine import actions as A
 from acd.engine import events as E
 from acd.engine.config import EngineConfig
@@ -31,6 +32,7 @@ from media.tones import BEEPS, ToneSource, tone
 __all__ = ["CallerFeed", "ContactCenter"]
 
 log = logging.getLogger(__name__)
+
 
 
 class CallerFeed:
@@ -159,6 +161,13 @@ class ContactCenter:
         self._alive_every = max(1.0, config.reconcile_after_s / 3) if config.reconcile_after_s else 0.0
         self._next_alive = 0.0
         self.active: set[str] = set()  # call ids the SIP side still has
+        self.listeners: list[Callable[[Any, float], None]] = []  # see every action (the agent hub)
+        self.agent_media: Callable[[str, CallerFeed], Any] | None = None  # a WebRTC agent's party
+        self.transfer_out: Callable[[A.TransferOut], None] | None = None  # the server bridges it out
+        self.callback_offers: dict[str, str] = {}  # call → its callback key, once offered
+        self.dialogues: dict[str, CB.CallbackEntry] = {}  # callers leaving a callback number
+        # a prompt ends on the media path: the server's one timer is re-armed through this
+        self.changed: Callable[[], None] = lambda: None
 
     # -- prompts and music, shared by all callers ----------------------------------------------
 
@@ -170,7 +179,8 @@ class ContactCenter:
 
     def get_timer(self) -> float | None:
         times = [t for t in (self.engine.get_timer(), self._deferred[0][0] if self._deferred else None,
-                             self._next_alive if self._alive_every and self.active else None) if t is not None]
+                             self._next_alive if self._alive_every and self.active else None,
+                             self._dialogue_timer()) if t is not None]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -180,6 +190,7 @@ class ContactCenter:
         if self._alive_every and self.active and now >= self._next_alive:
             self._next_alive = now + self._alive_every
             self._handle(E.CallsAlive(frozenset(self.active)), now)
+        self._dialogue_timers(now)
         self.engine.handle_timer(now)
         self._process(now)
 
@@ -204,18 +215,89 @@ class ContactCenter:
         log.info("ACD ready: %d queue(s), %d agent(s) (%d robot)", len(self.config.queues),
                  len(self.config.agents), len(self.robots))
 
-    def enter(self, call_id: str, queue: str, caller: str, now: float, priority: int | None = None) -> None:
+    def enter(self, call_id: str, queue: str, caller: str, now: float, priority: int | None = None, *,
+              skills: tuple[str, ...] = (), ivr_path: tuple[str, ...] = ()) -> None:
         self.active.add(call_id)
-        self._handle(E.CallEnters(call_id, queue, caller, priority), now)
+        self._handle(E.CallEnters(call_id, queue, caller, priority, skills=skills, ivr_path=ivr_path), now)
 
     def caller_gone(self, call_id: str, now: float) -> None:
+        self._drop_dialogue(call_id, "caller hung up")
         if call_id in self.active:
             self.active.discard(call_id)
             self._handle(E.CallerHangup(call_id), now)
 
     def digit(self, call_id: str, digit: str, now: float) -> None:
-        if call_id in self.active:
-            self._handle(E.CallerDigit(call_id, digit), now)
+        """A key from a waiting caller: to their callback dialogue if one runs; the offered
+        callback key starts one (the engine gets the request once a number is confirmed);
+        any other key goes to the engine (exit key)."""
+        if call_id not in self.active:
+            return
+        if call_id in self.dialogues:
+            self.dialogues[call_id].digit(digit, now)
+            self._run_dialogue(call_id, now)
+            return
+        call = self.engine.calls.get(call_id)
+        if digit == self.callback_offers.get(call_id) and call is not None and call.state == "queued":
+            dialogue = self.dialogues[call_id] = CB.CallbackEntry(call.caller, now)
+            log.info("call %s: callback number dialogue starts (caller ID %s)", call_id,
+                     call.caller or "-")
+            dialogue.start(now)
+            self._run_dialogue(call_id, now)
+            return
+        self._handle(E.CallerDigit(call_id, digit), now)
+
+    # -- the callback-number dialogue (acd.callback_entry), one per caller who asked ------------
+
+    def _run_dialogue(self, call_id: str, now: float) -> None:
+        dialogue = self.dialogues.get(call_id)
+        if dialogue is not None:
+            feed = self._feed(call_id)
+            for action in dialogue.actions():
+                if isinstance(action, CB.PlayPrompts):
+                    done = (lambda t, d=dialogue, p=action.play_id: self._dialogue_prompt_done(call_id, d, p, t))
+                    if feed is None or not feed.announce(list(action.names), on_done=done):
+                        done(now)  # nothing to hear: go on as if it had been played
+                elif isinstance(action, CB.StopPrompt):
+                    if feed is not None:
+                        feed.stop_prompt()  # the music resumes
+                elif isinstance(action, CB.Confirmed):
+                    self._drop_dialogue(call_id, "")
+                    log.info("call %s: callback number confirmed", call_id)
+                    self._handle(E.CallbackRequest(call_id, action.number), now)
+                elif isinstance(action, CB.Cancelled):
+                    self.dialogues.pop(call_id, None)
+                    log.info("call %s: callback cancelled (%s), the caller keeps waiting", call_id,
+                             action.reason)
+
+    def _dialogue_prompt_done(self, call_id: str, dialogue: CB.CallbackEntry, play_id: int,
+                              now: float) -> None:
+        if self.dialogues.get(call_id) is dialogue:
+            dialogue.prompt_done(now, play_id)
+            self._run_dialogue(call_id, now)
+            self.changed()  # the dialogue's next deadline
+
+    def _drop_dialogue(self, call_id: str, why: str, *, forget_offer: bool = True) -> None:
+        """End a call's dialogue silently (an agent, a hangup, the call left the queue)."""
+        if forget_offer:
+            self.callback_offers.pop(call_id, None)
+        dialogue = self.dialogues.pop(call_id, None)
+        if dialogue is None:
+            return
+        if why:
+            log.info("call %s: callback number dialogue dropped: %s", call_id, why)
+        feed = self._feed(call_id) if dialogue.playing else None
+        if feed is not None:
+            feed.stop_prompt()
+
+    def _dialogue_timer(self) -> float | None:
+        return min((t for d in self.dialogues.values() if (t := d.get_timer()) is not None), default=None)
+
+    def _dialogue_timers(self, now: float) -> None:
+        for call_id, dialogue in list(self.dialogues.items()):
+            deadline = dialogue.get_timer()
+            if deadline is not None and deadline <= now:
+                dialogue.handle_timer(now)
+                self._run_dialogue(call_id, now)
 
     def agent_command(self, agent: str, action: str, now: float, **kw: Any) -> dict[str, Any]:
         """The agent API until agents connect over WebRTC: login, ready, break, logout, answer,
@@ -243,6 +325,22 @@ class ContactCenter:
         view = self.engine.agent_view(agent)
         return {"agent": agent, "state": getattr(view, "state", None), "call": getattr(view, "call", None)}
 
+    def agent_event(self, event: E.Event, now: float) -> EngineError | None:
+        """An agent client's request as an engine event; the engine's refusal, if any."""
+        try:
+            self._handle(event, now)
+        except EngineError as exc:
+            return exc
+        return None
+
+    def connect_feed(self, agent: str, feed: CallerFeed) -> None:
+        """The caller now talks with ``agent``: a robot's echo, or a WebRTC agent's audio."""
+        party = self.agent_media(agent, feed) if self.agent_media is not None and agent not in self.robots else None
+        if party is not None:
+            feed.connect(party)
+        else:
+            feed.connect_agent(agent in self.robots)
+
     def _connected_call(self, agent: str) -> str:
         return getattr(self.engine.agent_view(agent), "call", None) or ""
 
@@ -263,6 +361,8 @@ class ContactCenter:
                 self._record(action)
             else:
                 log.debug("ACD action %s not handled", action)
+            for listener in self.listeners:
+                listener(action, now)
 
     def _record(self, record: Any) -> None:
         if isinstance(record, AgentStateRecord) and record.agent in self.robots and record.to_state == "wrap-up":
@@ -289,6 +389,11 @@ class ContactCenter:
             feed.ringback()
 
     def _on_Announce(self, a: A.Announce, now: float) -> None:  # noqa: N802
+        if a.kind == "callback-offer" and a.key:
+            self.callback_offers[a.call] = a.key  # the key now starts the callback dialogue
+        if a.call in self.dialogues:
+            log.info("call %s announce %s skipped: callback dialogue", a.call, a.kind)
+            return  # it would cut the dialogue's prompt
         feed = self._feed(a.call)
         names: list[str] = []
         if a.kind == "position" and a.position is not None:
@@ -305,7 +410,9 @@ class ContactCenter:
             feed.announce(names)
 
     def _on_OfferCall(self, a: A.OfferCall, now: float) -> None:  # noqa: N802
-        log.info("offer call %s from queue %s to agent %s", a.call, a.queue, a.agent)
+        self._drop_dialogue(a.call, f"offered to {a.agent}", forget_offer=False)
+        log.info("offer call %s from queue %s to agent %s (IVR %s; skills %s)", a.call, a.queue, a.agent,
+                 " > ".join(a.ivr_path) or "-", ",".join(a.skills) or "-")
         if a.agent in self.robots:
             self._deferred.append((now + 0.2, E.OfferAnswered(a.agent, a.call)))
             self._deferred.sort(key=lambda item: item[0])
@@ -320,23 +427,34 @@ class ContactCenter:
         log.info("late answer of call %s by %s rejected: %s", a.call, a.agent, a.reason)
 
     def _on_ConnectCall(self, a: A.ConnectCall, now: float) -> None:  # noqa: N802
+        self._drop_dialogue(a.call, f"connected to {a.agent}")
         self.offers[a.agent] = [o for o in self.offers.get(a.agent, []) if o.call != a.call]
         log.info("call %s connected to agent %s", a.call, a.agent)
         if a.callback_number and self.callbacks is not None:
-            self.callbacks.dial(a, robot=a.agent in self.robots)  # the customer is dialled now
+            self.callbacks.dial(a)  # the customer is dialled now
             return
         feed = self._feed(a.call)
         if feed is not None:
-            feed.connect_agent(a.agent in self.robots)
+            self.connect_feed(a.agent, feed)
 
     def _on_DropAgentLeg(self, a: A.DropAgentLeg, now: float) -> None:  # noqa: N802
         log.info("agent %s leg of call %s dropped: %s", a.agent, a.call, a.reason)
 
+    def _on_TransferOut(self, a: A.TransferOut, now: float) -> None:  # noqa: N802
+        log.info("call %s: agent %s transfers it to %s", a.call, a.agent, a.number)
+        self.active.discard(a.call)  # no longer the engine's
+        if self.transfer_out is not None:
+            self.transfer_out(a)
+        else:
+            self.hangup(a.call, "transfer out not available")
+
     def _on_JoinRejected(self, a: A.JoinRejected, now: float) -> None:  # noqa: N802
+        self._drop_dialogue(a.call, "rejected")
         self.active.discard(a.call)
         self.hangup(a.call, f"queue {a.queue} rejected the call: {a.reason}")
 
     def _on_ExitQueue(self, a: A.ExitQueue, now: float) -> None:  # noqa: N802
+        self._drop_dialogue(a.call, f"left the queue ({a.reason})")
         self.active.discard(a.call)
         log.info("call %s left queue %s: %s -> %s %s", a.call, a.queue, a.reason, a.action, a.target)
         if self.exit_queue is not None:
@@ -345,10 +463,12 @@ class ContactCenter:
             self.hangup(a.call, f"left queue {a.queue}: {a.reason} ({a.action})")
 
     def _on_HangupCall(self, a: A.HangupCall, now: float) -> None:  # noqa: N802
+        self._drop_dialogue(a.call, "hung up")
         self.active.discard(a.call)
         self.hangup(a.call, a.reason)
 
     def _on_CallbackScheduled(self, a: A.CallbackScheduled, now: float) -> None:  # noqa: N802
+        self._drop_dialogue(a.call, "callback scheduled")
         log.info("call %s: callback to %s scheduled in queue %s", a.call, a.number, a.queue)
         self.active.discard(a.call)  # the caller's leg goes; the callback keeps its place
         if self.callbacks is not None:
@@ -361,5 +481,6 @@ class ContactCenter:
         self.active.add(call_id)
 
     def _on_MoveQueue(self, a: A.MoveQueue, now: float) -> None:  # noqa: N802
+        self._drop_dialogue(a.call, f"moved to queue {a.to_queue}")  # its callback offer is not ours
         log.info("call %s moved from %s to %s: %s", a.call, a.from_queue, a.to_queue, a.reason)
 

@@ -50,6 +50,8 @@ def _acd_status(srv: Server) -> dict[str, Any]:
         "agents": {name: {"state": view.state, "reason": view.reason, "call": view.call}
                    for name in srv.cc.config.agents for view in (engine.agent_view(name),)},
         "actions": dict(srv.cc.stats),
+        "web": {"url": srv.web.url, "agents_connected": sorted(srv.web.hub.links),
+                **srv.web.hub.stats} if srv.web is not None else {},
     }
 
 

@@ -31,8 +31,10 @@ from acd.sip.ua import UserAgent
 from acd.sip.uri import format_host, parse_uri
 from acd.store import open_store, restore_agents, sync_agents_from_config
 from acd.tlscert import client_context, ensure_self_signed, server_context
+from acd.transfers import ExternalTransfers
 from acd.trunk_runtime import TrunkClients, resolve
 from acd.trunks import TrunkAdmission, load_secret
+from acd.web.service import WebService
 from media.codecs import make_codec
 from media.dtmf import DtmfEnd, DtmfEvent, DtmfParseError, parse_dtmf_relay
 from media.errors import MediaError
@@ -98,6 +100,8 @@ class Server:
         self.by_id: dict[str, Call] = {}
         self.trunk_clients: TrunkClients | None = None
         self.control: ControlSocket | None = None
+        self.transfers = ExternalTransfers(self)  # IVR "external" destinations
+        self.web: WebService | None = None  # agents' HTTPS/WebSocket service (with the ACD)
         self.counters: Counter[str] = Counter()
         self.transport: SipTransport | None = None
         self._stopping = asyncio.Event()
@@ -131,6 +135,9 @@ class Server:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.server.demo:
+            log.warning("DEMO CONFIGURATION: agents use the public demo password; for the demo only, "
+                        "never expose this server")
         ssl_ctx = None
         tls = [lst for lst in self.config.sip.listen if lst.transport == "tls"]
         if tls:
@@ -153,8 +160,12 @@ class Server:
             self.cc = ContactCenter(engine_config, epoch=time.time() - self.transport.now, hangup=self._cc_hangup,
                                     feed_for=self.feeds.get, on_record=self.store.write, exit_queue=self._exit_queue)
             self.transport.timer_sources.append(self.cc)
+            self.cc.changed = self.transport.flush
+            self.cc.transfer_out = self.transfers.agent_transfer
             self.cc.callbacks = CallbackDialler(self)
             self.cc.start(self.transport.now, restore)
+            self.web = WebService(self)
+            await self.web.start()
             self.transport.flush()
             self._store_sync = asyncio.get_running_loop().create_task(self._sync_store())
         if self.config.menus is not None and self.config.menus.menus:
@@ -199,6 +210,8 @@ class Server:
             self.trunk_clients.stop()
             if self.trunk_clients.registrations:
                 await asyncio.sleep(0.5)  # let the un-REGISTERs go out (and usually be answered)
+        if self.web is not None:
+            await self.web.close()
         for call in list(self.media):
             self._release(call)
         if self._store_sync is not None:
@@ -314,10 +327,15 @@ class Server:
             rate = make_codec(params.codec).sample_rate
             music, prompts = self._acd_media(rate)
             feed = CallerFeed(rate, params.ptime_ms, music, prompts)
-            if call.app.get("engine_id"):  # a callback's customer leg, connected to the agent
-                feed.connect_agent(bool(call.app.get("robot_agent")))
+            if call.app.get("engine_id") and self.cc is not None:  # a callback's customer leg, to the agent
+                self.cc.connect_feed(call.app.get("callback_agent", ""), feed)
             self.feeds[call.app.get("engine_id") or call.call_id] = feed
             extra = {"source": feed}
+        elif call.app.get("transfer_of") is not None:  # an IVR transfer's far leg: bridged to the caller
+            bridge = self.transfers.bridge_for(call, make_codec(params.codec).sample_rate)
+            if bridge is None:
+                return False
+            extra = {"source": bridge.leg_b}
         elif tone_hz:
             rate = make_codec(params.codec).sample_rate
             tone = ToneSource(ToneSpec("test", (float(tone_hz),), level_dbm0=-10.0), rate, params.ptime_ms)
@@ -351,7 +369,7 @@ class Server:
             self._media_by_rate[rate] = ContactCenter.media_for(self.data_dir, rate)
         return self._media_by_rate[rate]
 
-    def _enter_queue(self, call: Call, priority: int | None = None) -> None:
+    def _enter_queue(self, call: Call, priority: int | None = None, skills: tuple[str, ...] = ()) -> None:
         """Once the caller's media runs: into the IVR menu or the queue the dial plan named."""
         if call.ended or self.transport is None:
             return
@@ -364,7 +382,8 @@ class Server:
             if self._queue_closed(call, queue):
                 return
             caller = call.invite.from_.sip_uri.user if call.invite is not None else ""
-            self.cc.enter(call.call_id, queue, caller or "", self.transport.now, priority)
+            self.cc.enter(call.call_id, queue, caller or "", self.transport.now, priority, skills=skills,
+                          ivr_path=tuple(call.app.get("ivr_path", ())))
         self.transport.flush()  # the engine's or menu's new timers: re-arm the one timer
 
     def _queue_closed(self, call: Call, queue: str) -> bool:
@@ -434,14 +453,14 @@ class Server:
         feed = self.feeds.get(call_id)
         if isinstance(action, ivr_actions.RouteToQueue):
             call.app["queue"] = action.queue
-            self._enter_queue(call, action.priority)
+            self._enter_queue(call, action.priority, action.skills)
         elif isinstance(action, ivr_actions.RouteToEcho) and feed is not None:
             feed.connect(lambda received, now: received)
         elif isinstance(action, ivr_actions.Hangup):
             self.say_and_hang_up(call, action.prompt)
+        elif isinstance(action, ivr_actions.RouteExternal):
+            self.transfers.start(call, action)
         elif not isinstance(action, ivr_actions.Abandoned):
-            if isinstance(action, ivr_actions.RouteExternal):
-                log.warning("call %s: transfer to %s is not available yet", call_id, action.number)
             self._act(call, "hangup")
 
     def _cc_hangup(self, call_id: str, reason: str) -> None:
@@ -478,11 +497,14 @@ class Server:
     # -- outbound calls through a trunk --------------------------------------------------
 
     async def originate(self, trunk_name: str, number: str, *, duration: float | None = None,
-                        ring_timeout: float = 60.0, tone_hz: float | None = None) -> Call:
+                        ring_timeout: float = 60.0, tone_hz: float | None = None,
+                        app: dict[str, Any] | None = None) -> Call:
         """Dial ``number`` through a trunk's proxy (RFC 3261 §8.1); the answered call is
         connected to the echo test — or, with ``tone_hz``, sends a test tone and measures what
         comes back (a far-end echo, a carrier test number) — and is hung up after ``duration``
-        seconds if given. A call not answered within ``ring_timeout`` is CANCELled."""
+        seconds if given. A call not answered within ``ring_timeout`` is CANCELled. ``app``
+        goes into the new leg's ``call.app`` before the INVITE leaves (its role, e.g.
+        ``transfer_of`` for an IVR transfer's far leg)."""
         trunk = self.config.trunk(trunk_name)
         if trunk is None or not trunk.proxy:
             raise AcdError(f"trunk {trunk_name!r} does not exist or has no proxy")
@@ -491,7 +513,7 @@ class Server:
         uri = str(replace(proxy, user=number))
         assert self.transport is not None
         port = self.ports.take()
-        app: dict[str, Any] = {"rtp_port": port, "hangup_after": duration, "tone_hz": tone_hz}
+        app = {"rtp_port": port, "hangup_after": duration, "tone_hz": tone_hz, **(app or {})}
         call = self.ua.invite(uri, dest, self.transport.now, sdp=self._offer(app, port), trunk=trunk.name,
                               from_uri=f"sip:{trunk.from_user}@{format_host(host)}")
         call.app.update(app)
@@ -514,7 +536,11 @@ class Server:
     def _ring_timeout(self, call: Call) -> None:
         if call.state in ("calling", "early"):
             log.info("call %s: not answered in time, cancelling", call.call_id)
+            call.app["failure"] = "no answer in time"
             self._act(call, "hangup")
+            caller = call.app.get("transfer_of")
+            if caller is not None:  # an IVR transfer: the caller need not wait for the CANCEL's end
+                self.transfers.failed(caller, f"no answer within {caller.app['transfer']['ring_timeout']:g} s")
 
     def _authorize(self, call: Call, resp: Any) -> list[tuple[str, str]] | None:
         """Answer a 401/407 to our INVITE with the trunk's credentials (RFC 3261 §22.2)."""
@@ -543,9 +569,12 @@ class Server:
             streams = sdpmod.accept_answer(call.app["offer"], sdpmod.parse(call.remote_sdp))
         except RemoteProtocolError as exc:
             log.warning("call %s: unusable answer (%s), hanging up", call.call_id, exc.reason)
+            call.app["failure"] = f"unusable answer ({exc.reason})"
             self._act(call, "hangup")
             return
-        asyncio.get_running_loop().create_task(self._open_then_enter(call, streams[0]))
+        # an IVR transfer's far leg is bridged to its caller; other legs may enter a queue
+        opener = self.transfers.open_then_bridge if call.app.get("transfer_of") is not None else self._open_then_enter
+        asyncio.get_running_loop().create_task(opener(call, streams[0]))
         after = call.app.get("hangup_after")
         if after:
             asyncio.get_running_loop().call_later(after, lambda: None if call.ended else self._act(call, "hangup"))
@@ -594,6 +623,8 @@ class Server:
     def _ended(self, ev: CallEnded) -> None:
         call = ev.call
         self._release(call)
+        if "transfer" in call.app or "transfer_of" in call.app:
+            self.transfers.leg_ended(call, ev)
         if call.app.get("engine_id") and self.cc is not None and self.cc.callbacks is not None:
             self.feeds.pop(call.app["engine_id"], None)
             self.cc.callbacks.leg_ended(call)

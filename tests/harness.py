@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,7 @@ class RunningServer:
     tls_port: int
     host: str = "127.0.0.1"
     extra: dict = field(default_factory=dict)
+    web_url: str = ""
 
     def uri(self, user: str, transport: str = "udp") -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -119,7 +121,7 @@ class RunningServer:
 def write_config(tmp: Path, *, host: str = "127.0.0.1", trunks: str = DEFAULT_TRUNKS,
                  dialplan: str = DEFAULT_DIALPLAN, server_extra: str = "", sip_extra: str = "",
                  unknown_source: str = "reject", log_level: str = "debug", rtp_ports: int = 200,
-                 rtp_extra: str = "", tls_cert: str = "", acd: str = DEFAULT_ACD,
+                 rtp_extra: str = "", tls_cert: str = "", acd: str = DEFAULT_ACD, web_extra: str = "",
                  transports: tuple[str, ...] = ("udp", "tcp", "tls")) -> tuple[Path, int, int]:
     sip_port = free_port(host)
     tls_port = free_port(host)
@@ -152,6 +154,7 @@ port_max = {rtp_max}
 [web]
 address = "127.0.0.1"
 port = {web_port}
+{web_extra}
 
 {trunks}
 {acd}
@@ -170,6 +173,8 @@ def start_server(tmp: Path, **kwargs: object) -> RunningServer:
                             stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
     server = RunningServer(proc, config, tmp / "data", log, sip_port, tls_port,
                            host=str(kwargs.get("host", "127.0.0.1")))
+    web = tomllib.loads(config.read_text())["web"]
+    server.web_url = f"{'https' if web.get('tls', True) else 'http'}://127.0.0.1:{web['port']}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -108,7 +108,7 @@ def test_agent_api_login_answer_hangup_wrapup(acd_server: RunningServer, tmp_pat
     assert "unknown agent" in bad["error"]
 
 
-MENU = ACD + """
+MENU = ACD.replace("test = true", "test = true\nskills = {english = 1}") + """
 [ivr.main]
 prompt = "digits/5"
 timeout_s = 2
@@ -116,7 +116,7 @@ max_retries = 1
 on_failure = {action = "hangup", prompt = "queue/goodbye"}
 
 [ivr.main.options]
-"2" = {action = "queue", target = "support", priority = 3}
+"2" = {action = "queue", target = "support", priority = 3, skills = ["english"]}
 "3" = {action = "echo"}
 """
 
@@ -144,6 +144,8 @@ def test_menu_key_routes_into_the_queue_and_an_agent(menu_server: RunningServer,
     assert re.search(r"enters IVR menu main", log)
     assert re.search(r"leaves IVR: RouteToQueue via main:2", log)
     assert re.search(r"connected to agent robot", log)
+    assert re.search(r"to agent robot \(IVR main:2; skills english\)", log)  # the agent sees the path
+    assert re.search(r"CDR CallRecord\(.*ivr_path=\('main:2',\), skills=\('english',\)", log)
     audio, rate = read_wav(str(tmp_path / "m.wav"))
     assert rms_dbfs(audio[: rate]) > -40  # the menu prompt was heard first
     assert abs(dominant_frequency(audio[int(3.5 * rate):], rate) - 660.0) < 10  # then the robot's echo
@@ -205,8 +207,9 @@ def test_max_wait_overflow_to_voicemail_records_the_message(server_factory, tmp_
 
 
 def test_queued_callback_keeps_the_place_and_dials_the_customer(server_factory, sipp: str, tmp_path: Path) -> None:
-    """The caller presses 1 for a callback and hangs up; when Alice takes it, the server dials
-    the customer (a sipp UAS standing in for their phone) through the trunk."""
+    """The caller presses 1 for a callback, confirms their caller ID with 1 when it is read back,
+    and is released; when Alice takes it, the server dials the customer (a sipp UAS standing in
+    for their phone) through the trunk."""
     prompts = subprocess.run([sys.executable, "-m", "acd.cli", "prompts", "build", "--dir",
                               str(tmp_path / "srv0" / "data" / "prompts")], cwd=ROOT, capture_output=True, text=True)
     assert prompts.returncode == 0
@@ -220,7 +223,8 @@ def test_queued_callback_keeps_the_place_and_dials_the_customer(server_factory, 
         srv = server_factory(acd=acd, trunks=trunks)
         agent(srv, "robot", "logout")
         out = subprocess.run([sys.executable, str(PEER), "call", "--uri", srv.uri("support"), "--codec", "PCMU",
-                              "--dtmf", "1", "--dtmf-at", "3", "--duration", "15"],
+                              "--id", "sip:5551234@127.0.0.1", "--dtmf", "1", "--dtmf-at", "3",
+                              "--dtmf-seq", "1@13", "--duration", "25"],
                              cwd=ROOT, capture_output=True, text=True, timeout=40)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         assert result["answered"] and result["hangup_by"] == "remote", result  # confirmed, then released
@@ -235,7 +239,54 @@ def test_queued_callback_keeps_the_place_and_dials_the_customer(server_factory, 
         out_c, _ = customer.communicate(timeout=20)
         assert customer.returncode == 0, out_c[-2000:]  # the customer's call was answered and ended cleanly
         log = srv.wait_log(r"COMPLETEAGENT")
-        assert re.search(r"\|support\|NONE\|CALLBACK\|1\|1\|\d+\|peer", log)  # position kept: 1 of 1
+        assert re.search(r"\|support\|NONE\|CALLBACK\|1\|1\|\d+\|5551234", log)  # position kept: 1 of 1
         assert re.search(r"CDR CallRecord\(.*agent='alice'.*outcome='answered'.*callback=True", log)
     finally:
         customer.kill()
+
+
+def test_queued_callback_to_another_number_entered_by_the_caller(server_factory, sipp: str, tmp_path: Path) -> None:
+    """The caller (caller ID 5551234) presses 1 for a callback, hears their number read back,
+    presses 2 for another one, types 5550199#, hears it read back and confirms with 1; when
+    Alice takes the callback the server dials 5550199 (a sipp UAS) through the trunk."""
+    prompts = subprocess.run([sys.executable, "-m", "acd.cli", "prompts", "build", "--dir",
+                              str(tmp_path / "srv0" / "data" / "prompts")], cwd=ROOT, capture_output=True, text=True)
+    assert prompts.returncode == 0
+    customer_port = free_port()
+    customer = subprocess.Popen([sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(customer_port), "-m", "1",
+                                 "-nostdin", "-timeout", "60", "-timeout_error", "-trace_msg"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        acd = ACD.replace("[queues.support]\n", '[queues.support]\ncallback = {offer_after_s = 1, key = "1"}\n')
+        trunks = f'[trunks.local]\nallow = ["127.0.0.0/8"]\nproxy = "sip:127.0.0.1:{customer_port}"\n'
+        srv = server_factory(acd=acd, trunks=trunks)
+        agent(srv, "robot", "logout")
+        # The offer plays from 1 s (3.4 s); 1 barges in; 2 barges into the read-back of 5551234;
+        # the number is typed during "please enter the number" (3.6 s); its read-back takes ~8 s.
+        out = subprocess.run([sys.executable, str(PEER), "call", "--uri", srv.uri("support"), "--codec", "PCMU",
+                              "--id", "sip:5551234@127.0.0.1", "--dtmf-seq", "1@3", "--dtmf-seq", "2@7",
+                              "--dtmf-seq", "5550199#@11", "--dtmf-seq", "1@22", "--duration", "35"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=50)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result["answered"] and result["hangup_by"] == "remote", result  # confirmed, then released
+        assert result["dtmf_sent"] == "125550199#1"
+        log = srv.wait_log(r"callback to 5550199 scheduled in queue support")
+        assert re.search(r"callback number dialogue starts \(caller ID 5551234\)", log)
+        assert "queue/callback-at.wav" in log and "queue/callback-confirm-or-reenter.wav" in log  # read back
+        assert "callback number dialogue dropped" not in log and "callback cancelled" not in log
+        agent(srv, "alice", "login")
+        agent(srv, "alice", "ready")
+        srv.wait_log(r"offer call \S+ from queue support to agent alice")
+        assert agent(srv, "alice", "answer")["state"] == "on-call"
+        log = srv.wait_log(r"callback \S+: customer answered", timeout=10)
+        assert re.search(r"callback \S+: dialling 5550199 through local for agent alice", log)
+        assert re.search(r"\|support\|NONE\|CALLBACK\|1\|1\|\d+\|5550199$", log, re.M)  # place kept
+        time.sleep(1)
+        agent(srv, "alice", "hangup")
+        assert customer.wait(timeout=20) == 0  # the customer's call was answered and ended cleanly
+        (trace,) = tmp_path.glob("*_messages.log")
+        invites = re.findall(r"^INVITE (sip:\S+) SIP/2\.0", trace.read_text(errors="replace"), re.M)
+        assert invites and all(uri.startswith("sip:5550199@") for uri in invites), invites
+    finally:
+        customer.kill()
+        customer.communicate()

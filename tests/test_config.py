@@ -446,3 +446,21 @@ def test_engine_errors_surface_at_load() -> None:
     with pytest.raises(ConfigError) as err:
         validate_config({"queues": {"support": {"strategy": "fastest"}}}, "q.toml")
     assert err.value.file == "q.toml" and err.value.key == "queues.support.strategy"
+
+
+def test_ivr_skill_no_queue_member_has_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path, """
+[queues.support]
+[agents.alice]
+queues = {support = 2}
+skills = {english = 1}
+[ivr.main]
+prompt = "digits/1"
+[ivr.main.options]
+"1" = {action = "queue", target = "support", skills = ["english"]}
+"2" = {action = "queue", target = "support", skills = ["french"]}
+""")
+    with caplog.at_level("WARNING", logger="acd.config"):
+        load_config(path)
+    warned = [r.getMessage() for r in caplog.records if "has skill" in r.getMessage()]
+    assert len(warned) == 1 and "ivr.main.options.2" in warned[0] and "french" in warned[0], warned

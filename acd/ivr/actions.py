@@ -87,6 +87,7 @@ class RouteToEcho(Terminal):
 class RouteExternal(Terminal):
     number: str
     trunk: str
+    ring_timeout_s: float = 30.0  # the far leg is CANCELled when not answered by then
 
 
 @dataclass(frozen=True)

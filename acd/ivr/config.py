@@ -45,14 +45,16 @@ barge_in = true                     # a digit stops the prompt; false: digits pr
 "3" = {action = "announce", prompt = "ivr/address", then = "repeat"}   # then: repeat (the
                                     # default), back, hangup or a menu name
 "4" = {action = "echo"}
-"9" = {action = "external", number = "+33123456789", trunk = "carrier"}
+"9" = {action = "external", number = "+33123456789", trunk = "carrier", ring_timeout_s = 30}
+                                    # dialled through the trunk's proxy (required) and
+                                    # bridged to the caller; ring_timeout_s: 1..300, default 30
 "*" = {action = "repeat"}           # play this menu again
 "8" = {action = "back"}             # the menu the caller came from (top menu: repeat)
 "#" = {action = "hangup", prompt = "queue/goodbye"}   # prompt optional
 ```
 
 Checks beyond types: menu, schedule and (when the caller passes the sets) queue, trunk and
-prompt names exist; ranges are well formed and do not overlap; the zone exists; and no chain
+prompt names exist, and an external number's trunk has a proxy to dial through; ranges are well formed and do not overlap; the zone exists; and no chain
 of ``on_failure`` / ``closed`` actions (which run without the caller pressing anything) leads
 back to a menu already in the chain, which would keep a silent caller forever. ``back`` is
 not allowed there. Options are caller input, so "announce then main" from ``main`` is fine.
@@ -100,13 +102,13 @@ ACTION_KEYS: dict[str, tuple[str, ...]] = {
     "menu": ("target",),
     "announce": ("prompt", "then", "announce_opening"),
     "echo": (),
-    "external": ("number", "trunk"),
+    "external": ("number", "trunk", "ring_timeout_s"),
     "repeat": (),
     "back": (),
     "hangup": ("prompt", "announce_opening"),
 }
 ALL_ACTION_KEYS = ("action", "target", "priority", "skills", "prompt", "then", "number",
-                   "trunk", "announce_opening")
+                   "trunk", "ring_timeout_s", "announce_opening")
 NO_INPUT = ("on_failure", "closed")  # contexts that run without the caller pressing a key
 
 
@@ -122,6 +124,7 @@ class MenuAction:
     then: str = ""  # announce: "repeat", "back", "hangup" or a menu name
     number: str = ""  # external
     trunk: str = ""  # external
+    ring_timeout_s: float = 30.0  # external: CANCEL the far leg when not answered by then
     announce_opening: bool = False  # closed only: append "we open ... at ..."
 
 
@@ -184,14 +187,16 @@ def hours_from_toml(hours: Mapping[str, Any] | None, *, file: str = "") -> dict[
 def ivr_config_from_toml(ivr: Mapping[str, Any], hours: Mapping[str, Any] | None = None, *,
                          file: str = "", known_queues: Collection[str] | None = None,
                          known_trunks: Collection[str] | None = None,
-                         known_prompts: Collection[str] | None = None) -> IvrConfig:
+                         known_prompts: Collection[str] | None = None,
+                         dialable_trunks: Collection[str] | None = None) -> IvrConfig:
     """Validate the raw ``[ivr]`` and ``[hours]`` tables read from ``file``. The ``known_*``
-    sets, when given, are checked against (prompts: only those written in the file)."""
+    sets, when given, are checked against (prompts: only those written in the file);
+    ``dialable_trunks``, when given, are the known trunks with a proxy (external numbers)."""
     schedules = hours_from_toml(hours, file=file)
     top = Table(file, ivr, "ivr", known=None)
     entries = top.names(NAME, NAME_RULE)
     names = [name for name, _ in entries]
-    ctx = _Ctx(file, names, schedules, known_queues, known_trunks, known_prompts)
+    ctx = _Ctx(file, names, schedules, known_queues, known_trunks, known_prompts, dialable_trunks)
     menus: dict[str, Menu] = {}
     for name, data in entries:
         if name in RESERVED:
@@ -211,6 +216,7 @@ class _Ctx:
     queues: Collection[str] | None
     trunks: Collection[str] | None
     prompts: Collection[str] | None
+    dialable: Collection[str] | None = None  # trunks with a proxy
 
 
 def _as_table(parent: Table, name: str, data: Any) -> Mapping[str, Any]:
@@ -353,7 +359,11 @@ def _action(parent: Table, name: str, ctx: _Ctx, menu: str,
         trunk = a.string("trunk", required=True, pattern=NAME, rule=NAME_RULE)
         if ctx.trunks is not None and trunk not in ctx.trunks:
             a.fail("trunk", _no_such("trunk", trunk, ctx.trunks))
-        out = replace(out, number=number, trunk=trunk)
+        if ctx.dialable is not None and trunk not in ctx.dialable:
+            a.fail("trunk", f"trunk {trunk!r} has no proxy: external numbers are dialled through "
+                            f"the trunk's proxy (set trunks.{trunk}.proxy)")
+        out = replace(out, number=number, trunk=trunk,
+                      ring_timeout_s=a.seconds("ring_timeout_s", MenuAction.ring_timeout_s, 1.0, 300.0))
     return out
 
 

@@ -326,7 +326,7 @@ class IvrSession:
         elif kind == "echo":
             self._finish(RouteToEcho(ivr_path=path), now)
         elif kind == "external":
-            self._finish(RouteExternal(action.number, action.trunk, ivr_path=path), now)
+            self._finish(RouteExternal(action.number, action.trunk, action.ring_timeout_s, ivr_path=path), now)
         elif kind == "hangup" and not opening:
             prompt = action.prompt[0] if action.prompt else None
             self._finish(Hangup(prompt, reason, ivr_path=path), now)

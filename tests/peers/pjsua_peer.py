@@ -340,6 +340,9 @@ class PeerCall(pj.Call):
                 self._try_action("unhold", self._do_unhold)
             if p.get("dtmf") and "dtmf" not in self._done_actions and talk >= p.get("dtmf_at", 1.0):
                 self._try_action("dtmf", self._do_dtmf)
+            for i, (digits, at) in enumerate(p.get("dtmf_seq") or ()):
+                if f"dtmf{i}" not in self._done_actions and talk >= at:
+                    self._try_action(f"dtmf{i}", lambda d=digits: self._do_dtmf(d))
             if now - self._last_stat >= 0.5:
                 self.sample_rtp()
             if p.get("duration") is not None and talk >= p["duration"]:
@@ -381,8 +384,8 @@ class PeerCall(pj.Call):
             raise
         self.unhold["t"] = self.rel()
 
-    def _do_dtmf(self) -> None:
-        digits = self.plan["dtmf"]
+    def _do_dtmf(self, digits: Optional[str] = None) -> None:
+        digits = digits or self.plan["dtmf"]
         if self.plan.get("dtmf_method", "rfc4733") == "info":
             prm = pj.CallSendDtmfParam()
             prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
@@ -390,7 +393,7 @@ class PeerCall(pj.Call):
             self.sendDtmf(prm)
         else:
             self.dialDtmf(digits)
-        self.dtmf_sent = digits
+        self.dtmf_sent = (self.dtmf_sent or "") + digits
 
     def sample_rtp(self) -> None:
         self._last_stat = time.monotonic()
@@ -680,6 +683,7 @@ class Peer:
             "play": a.play, "record": record, "duration": a.duration,
             "hold_at": a.hold_at, "unhold_at": a.unhold_at,
             "dtmf": a.dtmf, "dtmf_at": a.dtmf_at, "dtmf_method": a.dtmf_method,
+            "dtmf_seq": [(d, float(t)) for d, _, t in (x.rpartition("@") for x in a.dtmf_seq or [])],
         }
 
     def shutdown(self) -> None:
@@ -952,6 +956,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--dtmf", help="DTMF digits to send")
         sp.add_argument("--dtmf-at", type=float, default=1.0, help="seconds after answer to send DTMF")
         sp.add_argument("--dtmf-method", choices=["rfc4733", "info"], default="rfc4733")
+        sp.add_argument("--dtmf-seq", action="append", metavar="DIGITS@SECONDS",
+                        help="also send DIGITS this many seconds after answer (repeatable)")
         sp.add_argument("--no-timer", action="store_true", help="disable session timers")
         sp.add_argument("--timeout", type=float, default=30.0, help="hard limit for the whole run")
         sp.add_argument("--log-file", help="pjsua log file (level --log-level)")

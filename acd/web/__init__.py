@@ -1,0 +1,1 @@
+"""The agents' web service: HTTPS login, the agent WebSocket protocol, WebRTC media."""

@@ -1,0 +1,165 @@
+"""End to end with an independent agent client (tests/web/agent_client.py, written from
+docs/agent-protocol.md with aiortc) and a pjsua2 caller on the SIP trunk side: answer, audio
+both ways by frequency, DTMF decoded by the caller, hold, blind transfer to a second agent,
+hang-up, CDR and queue_log; then a dropped connection that resumes within the grace and one
+that does not (the caller goes back to the head of the queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acd.store.passwords import hash_password
+from tests.audio import dominant_frequency, read_wav, tone_fraction, write_tone_wav
+from tests.harness import PEER, ROOT, RunningServer, free_port
+from tests.web.agent_client import ProtocolAgent
+
+pytestmark = pytest.mark.interop
+
+ACD = f"""
+[acd]
+connection_grace_s = 6
+
+[queues.support]
+ring_timeout_s = 15
+wrapup_s = 2
+
+[agents.alice]
+queues = {{support = 5}}
+password_hash = "{hash_password('alice-pw')}"
+
+[agents.bob]
+queues = {{support = 1}}
+password_hash = "{hash_password('bob-pw')}"
+"""
+CALLER_HZ, ALICE_HZ, BOB_HZ = 600.0, 1000.0, 1400.0
+
+
+def tls(srv: RunningServer) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(srv.data_dir / "tls" / "selfsigned.crt"))
+
+
+async def caller(srv: RunningServer, tmp: Path, seconds: float, name: str = "caller") -> asyncio.subprocess.Process:
+    tone = tmp / f"{name}.tone.wav"
+    write_tone_wav(str(tone), CALLER_HZ, seconds + 2, rate=8000)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, str(PEER), "call", "--uri", srv.uri("support"), "--codec", "PCMU", "--clock-rate", "8000",
+        "--play", str(tone), "--record", str(tmp / f"{name}.wav"), "--duration", str(seconds),
+        "--local-port", str(free_port()), "--timeout", str(seconds + 20), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+
+
+def hz(agent: ProtocolAgent, seconds: float = 1.5) -> float:
+    now = time.monotonic()
+    return dominant_frequency(agent.heard_between(now - seconds, now), 48000, skip_s=0)
+
+
+def blocks_with(audio: np.ndarray, rate: int, freq: float) -> list[bool]:
+    n = rate // 2
+    return [tone_fraction(audio[i:i + n], rate, freq, block_s=0.25) >= 0.5 for i in range(0, len(audio) - n, n)]
+
+
+@pytest.fixture
+def srv(server_factory, tmp_path: Path) -> RunningServer:
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "acd.cli", "prompts", "build", "--dir",
+                          str(tmp_path / "srv0" / "data" / "prompts")], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return server_factory(acd=ACD)
+
+
+def test_answer_dtmf_hold_transfer_hangup(srv: RunningServer, tmp_path: Path) -> None:
+    async def run() -> dict:
+        alice = ProtocolAgent(srv.web_url, tls(srv), "alice", "alice-pw", ALICE_HZ)
+        bob = ProtocolAgent(srv.web_url, tls(srv), "bob", "bob-pw", BOB_HZ)
+        try:
+            await alice.connect()
+            await alice.start_media()
+            assert (await alice.request("login"))["state"]["state"] == "available"
+            proc = await caller(srv, tmp_path, 30)
+            offer = await alice.event("offer")
+            call = offer["call"]["id"]
+            assert offer["call"]["queue"] == "support" and offer["call"]["caller"]
+            assert (await alice.request("answer", call=call))["state"]["state"] == "on-call"
+            await asyncio.sleep(3)
+            assert abs(hz(alice) - CALLER_HZ) < 15  # the caller's tone reaches the agent
+            assert (await alice.request("dtmf", call=call, digits="159"))["sent"] == "159"
+            await asyncio.sleep(1)
+            assert (await alice.request("hold", call=call))["call"]["state"] == "held"
+            await asyncio.sleep(3)
+            assert (await alice.request("resume", call=call))["call"]["state"] == "connected"
+            await asyncio.sleep(2)
+            await bob.connect()
+            await bob.start_media()
+            await bob.request("login")
+            reply = await alice.request("transfer", call=call, to={"agent": "bob"})
+            assert reply["state"]["state"] == "wrap-up", reply
+            ended = await alice.event("call-ended")
+            assert (ended["by"], ended["reason"]) == ("agent", "transferred")
+            await bob.event("offer", call__id=call)
+            await bob.request("answer", call=call)
+            await asyncio.sleep(3)
+            assert abs(hz(bob) - CALLER_HZ) < 15
+            assert (await bob.request("hangup", call=call))["state"]["state"] == "wrap-up"
+            out, _ = await asyncio.wait_for(proc.communicate(), 20)
+            return json.loads(out.decode().strip().splitlines()[-1])
+        finally:
+            await alice.close()
+            await bob.close()
+
+    result = asyncio.run(run())
+    assert result["answered"] and result["hangup_by"] == "remote", result
+    assert "159" in result["dtmf_received"]  # RFC 4733 from the agent, decoded by pjsua
+    audio, rate = read_wav(str(tmp_path / "caller.wav"))
+    alice_blocks, bob_blocks = blocks_with(audio, rate, ALICE_HZ), blocks_with(audio, rate, BOB_HZ)
+    first = alice_blocks.index(True)
+    held = alice_blocks[first:].index(False) + first  # hold: the agent's tone stops ...
+    assert sum(alice_blocks[held:held + 5]) == 0
+    assert any(alice_blocks[held + 5:])  # ... and comes back on resume
+    assert sum(bob_blocks) >= 4 and bob_blocks.index(True) > held  # then the second agent
+    log = srv.wait_log(r"CDR CallRecord\(")
+    assert re.search(r"\|support\|alice\|TRANSFER\|bob\|agent\|", log)
+    assert re.search(r"CDR CallRecord\(.*agent='bob'.*outcome='answered'.*transfers=\('agent:bob',\)", log)
+
+
+def test_reconnect_resumes_the_call_and_grace_expiry_requeues(srv: RunningServer, tmp_path: Path) -> None:
+    async def run() -> None:
+        alice = ProtocolAgent(srv.web_url, tls(srv), "alice", "alice-pw", ALICE_HZ)
+        try:
+            await alice.connect()
+            await alice.start_media()
+            await alice.request("login")
+            proc = await caller(srv, tmp_path, 24)
+            call = (await alice.event("offer"))["call"]["id"]
+            await alice.request("answer", call=call)
+            await asyncio.sleep(2)
+            await alice.drop_connection()  # the tab crashed
+            await asyncio.sleep(2)
+            welcome = await alice.connect()  # a reload: same token, the call comes back
+            assert welcome["call"]["id"] == call and welcome["state"]["state"] == "on-call"
+            await alice.start_media()
+            await asyncio.sleep(3)
+            assert abs(hz(alice) - CALLER_HZ) < 15  # audio resumed on the new peer connection
+            await alice.drop_connection()
+            await asyncio.sleep(8)  # past connection_grace_s = 6
+            await alice.connect()
+            assert alice.welcome["state"]["state"] == "logged-out" and alice.welcome["call"] is None
+            await asyncio.wait_for(proc.communicate(), 30)  # the caller hangs up by itself
+        finally:
+            await alice.close()
+
+    asyncio.run(run())
+    log = srv.wait_log(r"\|support\|NONE\|ENTERQUEUE\|", count=2)  # requeued after the grace
+    assert re.search(r"agent alice leg of call \S+ dropped: connection-lost", log)
+    assert re.search(r"\|support\|NONE\|ENTERQUEUE\|\|peer\|1\n", log)  # at the head
+    audio, rate = read_wav(str(tmp_path / "caller.wav"))
+    assert any(blocks_with(audio, rate, ALICE_HZ))
