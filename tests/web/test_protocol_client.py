@@ -163,3 +163,46 @@ def test_reconnect_resumes_the_call_and_grace_expiry_requeues(srv: RunningServer
     assert re.search(r"\|support\|NONE\|ENTERQUEUE\|\|peer\|1\n", log)  # at the head
     audio, rate = read_wav(str(tmp_path / "caller.wav"))
     assert any(blocks_with(audio, rate, ALICE_HZ))
+
+
+def test_two_agents_share_the_calls_fairly(server_factory, tmp_path: Path) -> None:
+    """longest-idle with equal levels: four calls in a row alternate between the agents."""
+    srv = server_factory(acd=ACD.replace("support = 5", "support = 1"))
+
+    async def run() -> list[str]:
+        agents = [ProtocolAgent(srv.web_url, tls(srv), a, f"{a}-pw", hz_) for a, hz_ in
+                  (("alice", ALICE_HZ), ("bob", BOB_HZ))]
+        taken: list[str] = []
+        try:
+            for a in agents:
+                await a.connect()
+                await a.start_media()
+                await a.request("login")
+            for n in range(4):
+                proc = await caller(srv, tmp_path, 8, name=f"c{n}")
+                offer, who = await first_offer(agents)
+                taken.append(who.agent)
+                await who.request("answer", call=offer["call"]["id"])
+                await asyncio.sleep(1)
+                await who.request("hangup", call=offer["call"]["id"])
+                who.events = [e for e in who.events if e["type"] != "state"]  # up to wrap-up
+                await who.event("state", state="available", timeout=10)  # wrap-up (2 s) over
+                await asyncio.wait_for(proc.communicate(), 20)
+        finally:
+            for a in agents:
+                await a.close()
+        return taken
+
+    taken = asyncio.run(run())
+    assert sorted(taken) == ["alice", "alice", "bob", "bob"] and taken[0] != taken[1] and taken[2] != taken[3], taken
+
+
+async def first_offer(agents: list[ProtocolAgent]) -> tuple[dict, ProtocolAgent]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for a in agents:
+            for i, ev in enumerate(a.events):
+                if ev["type"] == "offer":
+                    return a.events.pop(i), a
+        await asyncio.sleep(0.05)
+    raise AssertionError("no agent was offered the call")
