@@ -362,7 +362,10 @@ class ContactCenter:
             else:
                 log.debug("ACD action %s not handled", action)
             for listener in self.listeners:
-                listener(action, now)
+                try:
+                    listener(action, now)
+                except Exception:  # an agent-side fault must not stop the ACD
+                    log.exception("ACD action %s: listener failed", name)
 
     def _record(self, record: Any) -> None:
         if isinstance(record, AgentStateRecord) and record.agent in self.robots and record.to_state == "wrap-up":
@@ -439,6 +442,14 @@ class ContactCenter:
 
     def _on_DropAgentLeg(self, a: A.DropAgentLeg, now: float) -> None:  # noqa: N802
         log.info("agent %s leg of call %s dropped: %s", a.agent, a.call, a.reason)
+
+    def _on_ConsultStarted(self, a: A.ConsultStarted, now: float) -> None:  # noqa: N802
+        log.info("call %s: agent %s consults %s (%s)", a.call, a.agent, a.target or a.queue, a.consult)
+        self.active.add(a.consult)  # no SIP leg: alive while the consulting agent is
+
+    def _on_ConsultEnded(self, a: A.ConsultEnded, now: float) -> None:  # noqa: N802
+        log.info("call %s: consultation %s ended: %s", a.call, a.consult, a.reason)
+        self.active.discard(a.consult)
 
     def _on_TransferOut(self, a: A.TransferOut, now: float) -> None:  # noqa: N802
         log.info("call %s: agent %s transfers it to %s", a.call, a.agent, a.number)

@@ -331,6 +331,12 @@ class Server:
                 self.cc.connect_feed(call.app.get("callback_agent", ""), feed)
             self.feeds[call.app.get("engine_id") or call.call_id] = feed
             extra = {"source": feed}
+        elif call.app.get("consult_for") is not None:  # an agent consulting an outside number
+            party = self.transfers.consult_party(call, make_codec(params.codec).sample_rate,
+                                                 make_codec(params.codec).sample_rate * params.ptime_ms // 1000)
+            if party is None:
+                return False
+            extra = {"source": party}
         elif call.app.get("transfer_of") is not None:  # an IVR transfer's far leg: bridged to the caller
             bridge = self.transfers.bridge_for(call, make_codec(params.codec).sample_rate)
             if bridge is None:
@@ -573,7 +579,8 @@ class Server:
             self._act(call, "hangup")
             return
         # an IVR transfer's far leg is bridged to its caller; other legs may enter a queue
-        opener = self.transfers.open_then_bridge if call.app.get("transfer_of") is not None else self._open_then_enter
+        opener = self.transfers.open_then_bridge if call.app.get("transfer_of") is not None \
+            else self.transfers.open_consult if call.app.get("consult_for") is not None else self._open_then_enter
         asyncio.get_running_loop().create_task(opener(call, streams[0]))
         after = call.app.get("hangup_after")
         if after:
@@ -625,6 +632,10 @@ class Server:
         self._release(call)
         if "transfer" in call.app or "transfer_of" in call.app:
             self.transfers.leg_ended(call, ev)
+        if "consult_for" in call.app:
+            self.transfers.consult_leg_ended(call, ev)
+        if "consult_out" in call.app:  # the caller left while their agent consulted a number
+            self.transfers.consult_cancel(call)
         if call.app.get("engine_id") and self.cc is not None and self.cc.callbacks is not None:
             self.feeds.pop(call.app["engine_id"], None)
             self.cc.callbacks.leg_ended(call)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from acd.bridge_legs import LegBridge
@@ -27,6 +28,8 @@ __all__ = ["ExternalTransfers"]
 
 log = logging.getLogger(__name__)
 
+CONSULT_RING_S = 30.0
+
 
 class ExternalTransfers:
     def __init__(self, server: Server) -> None:
@@ -37,11 +40,9 @@ class ExternalTransfers:
         came in on when it can dial out, else the first trunk with a proxy."""
         srv = self.server
         call = srv.by_id.get(action.call)
-        if call is None or call.ended:
-            return
-        trunks = [t for t in srv.config.trunks if t.proxy]
-        trunk = next((t.name for t in trunks if t.name == call.trunk), trunks[0].name if trunks else "")
-        self.start(call, ivr_actions.RouteExternal(action.number, trunk, ivr_path=()))
+        if call is None or call.ended or call.app.get("transfer", {}).get("bridged_at") is not None:
+            return  # gone, or already bridged by a consultation (consult_complete)
+        self.start(call, ivr_actions.RouteExternal(action.number, self._trunk_for(call), ivr_path=()))
 
     def start(self, call: Call, action: ivr_actions.RouteExternal) -> None:
         """The caller hears "please wait" then ringback while ``action.number`` is dialled
@@ -176,3 +177,93 @@ class ExternalTransfers:
         log.info("call %s: transfer to %s ended: the %s hung up after %.1f s bridged (%s)", caller.call_id,
                  transfer["number"], side, now - transfer["bridged_at"],
                  ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "no audio")
+
+    # -- an agent consulting an outside number (attended transfer) --------------------------
+
+    def _trunk_for(self, call: Call) -> str:
+        """The trunk ``call`` came in on when it can dial out, else the first that can."""
+        trunks = [t for t in self.server.config.trunks if t.proxy]
+        return next((t.name for t in trunks if t.name == call.trunk), trunks[0].name if trunks else "")
+
+    def consult_start(self, call: Call, agent: str, number: str, party_for: Callable[[int, int], Any],
+                      on_state: Callable[[str, str], None]) -> None:
+        """Dial ``number`` for ``agent``, who consults while ``call``'s caller holds. Once it
+        answers, the agent talks with it through ``party_for(rate, frame_samples)``;
+        ``on_state(state, reason)`` reports "connected" and "ended" (far end gone, failure)."""
+        trunk = self._trunk_for(call)
+        call.app["consult_out"] = {"number": number, "trunk": trunk, "leg": None, "agent": agent,
+                                   "party_for": party_for, "on_state": on_state, "connected": False}
+        log.info("call %s: agent %s consults %s through trunk %s", call.call_id, agent, number, trunk or "-")
+        asyncio.get_running_loop().create_task(self._dial_consult(call, number, trunk))
+
+    async def _dial_consult(self, call: Call, number: str, trunk: str) -> None:
+        srv = self.server
+        consult = call.app.get("consult_out")
+        try:
+            leg = await srv.originate(trunk, number, ring_timeout=CONSULT_RING_S, app={"consult_for": call})
+        except (AcdError, OSError, MediaError) as exc:
+            log.info("call %s: cannot dial %s to consult: %s", call.call_id, number, exc)
+            if consult is not None and call.app.get("consult_out") is consult:
+                del call.app["consult_out"]
+                consult["on_state"]("ended", f"cannot dial ({exc})")
+            return
+        if consult is None or call.app.get("consult_out") is not consult or call.ended:
+            srv._act(leg, "hangup")  # cancelled while dialling
+            return
+        consult["leg"] = leg
+
+    def consult_party(self, leg: Call, rate: int, frame_samples: int) -> Any:
+        """The far leg's media source while it talks with the consulting agent."""
+        consult = leg.app["consult_for"].app.get("consult_out")
+        return None if consult is None else consult["party_for"](rate, frame_samples)
+
+    async def open_consult(self, leg: Call, stream: sdpmod.NegotiatedStream) -> None:
+        caller: Call = leg.app["consult_for"]
+        consult = caller.app.get("consult_out")
+        if consult is None or not await self.server._open_media(leg, stream):
+            if not leg.ended:
+                self.server._act(leg, "hangup")
+            return
+        consult["connected"] = True
+        log.info("call %s: %s answered the consultation (%s)", caller.call_id, consult["number"], leg.call_id)
+        consult["on_state"]("connected", "")
+
+    def consult_leg_ended(self, leg: Call, ev: CallEnded) -> None:
+        caller: Call = leg.app["consult_for"]
+        consult = caller.app.get("consult_out")
+        if consult is None or consult["leg"] is not leg:
+            return
+        del caller.app["consult_out"]
+        reason = "far-end-hangup" if consult["connected"] else (leg.app.get("failure") or f"{ev.cause} {ev.status or ''}".strip())
+        consult["on_state"]("ended", reason)
+
+    def consult_cancel(self, call: Call) -> None:
+        consult = call.app.pop("consult_out", None)
+        if consult is not None and consult["leg"] is not None and not consult["leg"].ended:
+            self.server._act(consult["leg"], "hangup")  # CANCEL while it rings, BYE once answered
+
+    def consult_complete(self, call: Call) -> bool:
+        """Bridge the caller to the consulted number (as an IVR transfer would have); False
+        when it has not answered. The engine then ends the agent's part (TransferOut)."""
+        srv = self.server
+        consult = call.app.get("consult_out")
+        leg = consult["leg"] if consult is not None else None
+        media, feed = srv.media.get(leg) if leg is not None else None, srv.feeds.get(call.call_id)
+        if consult is None or not consult["connected"] or media is None or feed is None or leg is None:
+            return False
+        del call.app["consult_out"]
+        caller_media = srv.media.get(call)
+        caller_rate = caller_media.stream.codec.sample_rate if caller_media is not None else feed.rate
+        bridge = LegBridge(caller_rate, media.stream.codec.sample_rate, label=f"{call.call_id}/{leg.call_id}")
+        media.source = bridge.leg_b
+        feed.connect(bridge.leg_a)
+        del leg.app["consult_for"]
+        leg.app["transfer_of"] = call
+        assert srv.transport is not None
+        call.app["transfer"] = {"number": consult["number"], "trunk": consult["trunk"], "leg": leg, "bridge": bridge,
+                                "ring_timeout": CONSULT_RING_S, "bridged_at": srv.transport.now, "ended_by": None}
+        srv.counters["transfers"] += 1
+        srv.counters["transfers_bridged"] += 1
+        log.info("call %s: caller bridged to %s after the consultation", call.call_id, consult["number"])
+        return True
+

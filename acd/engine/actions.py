@@ -27,6 +27,8 @@ __all__ = [
     "ConnectCall",
     "DropAgentLeg",
     "TransferOut",
+    "ConsultStarted",
+    "ConsultEnded",
 ]
 
 
@@ -200,4 +202,28 @@ class TransferOut(Action):
     call: str
     number: str
     agent: str
+
+
+@dataclass(frozen=True)
+class ConsultStarted(Action):
+    """Attended transfer: ``agent`` consults (internal call ``consult``, queued in ``queue`` or
+    offered to ``target``) while ``call``'s caller waits on hold."""
+
+    call: str
+    consult: str
+    agent: str
+    queue: str
+    target: str = ""
+
+
+@dataclass(frozen=True)
+class ConsultEnded(Action):
+    """The consultation ``consult`` about ``call`` is over: "completed" (the caller now talks
+    with ``target``), "cancelled", "caller-hangup", or how the consultation call ended."""
+
+    call: str
+    consult: str
+    agent: str
+    target: str
+    reason: str
 

@@ -20,12 +20,10 @@ import logging
 from typing import Any
 
 from acd.engine.actions import Announce, CallbackScheduled, CancelOffer, ConnectCall, \
-    DropAgentLeg, ExitQueue, HangupCall, JoinRejected, MoveQueue, RejectLateAnswer, StartMusic, \
-    TransferOut
-from acd.engine.core import IGNORE, Agent, Call, DuplicateCall, EngineCore, EngineError, \
-    InvalidTransition, Offer, UnknownAgent
+    DropAgentLeg, ExitQueue, HangupCall, JoinRejected, MoveQueue, RejectLateAnswer, StartMusic
+from acd.engine.core import IGNORE, Agent, Call, DuplicateCall, EngineCore, InvalidTransition, Offer
 from acd.engine.events import AgentHangup, CallbackRequest, CallEnters, CallerDigit, \
-    OfferAnswered, OfferRejected, TransferCall
+    OfferAnswered, OfferRejected
 from acd.engine.config import CallbackConfig
 from acd.engine.queues import QueueState
 from acd.engine.records import CallRecord, OfferRecord
@@ -98,6 +96,9 @@ CALL_TABLE: dict[tuple[str, str], str] = {
     ("connected", "callback_request"): IGNORE,
     ("connected", "callback_failed"): "_callback_failed",
     ("connected", "transfer"): "_transfer",
+    ("connected", "consult"): "_consult",
+    ("connected", "consult_complete"): "_consult_complete",
+    ("connected", "consult_cancel"): "_consult_cancel",
     ("connected", "t_reconcile"): "_reconcile",
 
     ("ended", "caller_hangup"): IGNORE,
@@ -214,6 +215,8 @@ class CallMachine(EngineCore):
     def _end_call(self, call: Call, now: float, outcome: str, reason: str) -> None:
         if call.state != "connected":
             self._leave_queue(call)
+        if call.consult or call.consult_for:
+            self._consult_call_ends(call, now, reason)
         call.state = "ended"
         call.timers.clear()
         call.agent = None
@@ -221,6 +224,8 @@ class CallMachine(EngineCore):
         self._remember_ended(call)
 
     def _record(self, call: Call, now: float, outcome: str, reason: str) -> None:
+        if call.internal:
+            return  # a consultation between agents is not a customer call
         agent = self.agents.get(call.agent_id)
         est = call.estimate
         self._emit(CallRecord(
@@ -244,8 +249,9 @@ class CallMachine(EngineCore):
         call, agent = offer.call, offer.agent
         del call.offers[agent.id]
         ring = now - offer.at
-        self._emit(OfferRecord(agent.id, call.id, offer.queue, self.epoch + offer.at,
-                               self.epoch + now, outcome, ring, agent.cfg.test or call.test))
+        if not call.internal:
+            self._emit(OfferRecord(agent.id, call.id, offer.queue, self.epoch + offer.at,
+                                   self.epoch + now, outcome, ring, agent.cfg.test or call.test))
         if outcome == "cancelled":
             self._qlog(now, call.id, offer.queue, agent.id, "RINGCANCELED", int(ring * 1000))
         else:
@@ -299,8 +305,9 @@ class CallMachine(EngineCore):
         call.leg = ev.leg
         self._cancel_offers(call, now, "answered-elsewhere")
         ring = now - offer.at
-        self._emit(OfferRecord(agent.id, call.id, q.name, self.epoch + offer.at,
-                               self.epoch + now, "answered", ring, agent.cfg.test or call.test))
+        if not call.internal:
+            self._emit(OfferRecord(agent.id, call.id, q.name, self.epoch + offer.at,
+                                   self.epoch + now, "answered", ring, agent.cfg.test or call.test))
         self._qlog(now, call.id, q.name, agent.id, "CONNECT", self._wait(call, now), ev.leg,
                    int(ring))
         self._emit(ConnectCall(call.id, agent.id, ev.leg,
@@ -400,39 +407,6 @@ class CallMachine(EngineCore):
                    int(call.connected_at - call.enter_time), int(talk), call.origposition)
         self._end_call(call, now, outcome, reason)
         self._agent_input(agent, "call_end", now, call)
-
-    def _transfer(self, call: Call, now: float, ev: TransferCall) -> None:
-        """Blind transfer: the agent's part ends (TRANSFER, then wrap-up) and the call goes to
-        the target; a queue or agent target keeps the caller's enter time."""
-        agent = call.agent
-        if agent is None or agent.id != ev.agent:
-            raise EngineError(f"call {call.id} is not connected to agent {ev.agent}")
-        if sum(bool(x) for x in (ev.queue, ev.to_agent, ev.number)) != 1:
-            raise EngineError("a transfer names exactly one of queue, to_agent, number")
-        q = self._queue(ev.queue) if ev.queue else self.queues[call.queue]
-        target = self.agents.get(ev.to_agent) if ev.to_agent else None
-        if ev.to_agent and target is None:
-            raise UnknownAgent(f"unknown agent {ev.to_agent!r}")
-        if target is not None and (target is agent or not target.routable):
-            raise EngineError(f"agent {ev.to_agent} is not available")
-        where = f"queue:{q.name}" if ev.queue else f"agent:{ev.to_agent}" if ev.to_agent else f"number:{ev.number}"
-        talk = now - call.connected_at
-        call.talk_s += talk
-        self._qlog(now, call.id, call.queue, agent.id, "TRANSFER", where.split(":", 1)[1], where.split(":")[0],
-                   int(call.connected_at - call.enter_time), int(talk), call.origposition)
-        call.transfers.append(where)
-        self._emit(DropAgentLeg(agent.id, call.id, "transferred"))
-        if ev.number:
-            self._end_call(call, now, "transferred", "transfer-out")
-            self._emit(TransferOut(call.id, ev.number, agent.id))
-            self._agent_input(agent, "call_end", now, call)
-            return
-        call.agent = None
-        call.leg = ""
-        self._agent_input(agent, "call_end", now, call)
-        self._join_queue(call, q, now, keep_enter_time=True)
-        if target is not None:
-            self._offer(call, q, [target], now)
 
     def _requeue_lost_agent(self, call: Call, agent: Agent, now: float) -> None:
         """The agent's connection did not come back: the caller returns to the queue head."""

@@ -181,6 +181,9 @@ class Call:
     requeued: bool = False
     skills: tuple[str, ...] = ()  # required besides the queue's (sorted)
     transfers: list[str] = field(default_factory=list)
+    consult: str = ""  # a customer call: its consultation call while one runs
+    consult_for: str = ""  # a consultation: the customer call it is about
+    internal: bool = False  # a consultation between agents (no CDR, no queue_log)
     ivr_path: tuple[str, ...] = ()
     callback_attempts: int = 0  # dials made to the customer
     callback_expires_at: float = 0.0
@@ -225,6 +228,9 @@ class EngineCore:
 
     def _qlog(self, now: float, call_id: str, queue: str, agent: str, event: str,
               *data: object) -> None:
+        call = self.calls.get(call_id)
+        if call is not None and call.internal:
+            return  # consultations between agents stay out of the queue_log
         self._out.append(QueueLogEntry(self.epoch + now, call_id, queue, agent, event,
                                        tuple(str(d) for d in data)))
 

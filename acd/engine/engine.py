@@ -31,6 +31,7 @@ from acd.engine.events import AGENT_INPUTS, CALL_INPUTS, CallEnters, CallsAlive,
     OfferAnswered
 from acd.engine.invariants import check_invariants
 from acd.engine.routing import Router
+from acd.engine.transfers import TransferMachine
 
 __all__ = ["Engine", "AgentView", "QueueView", "CallView"]
 
@@ -52,6 +53,8 @@ class AgentView:
     calls_answered: int
     talk_s: float
     test: bool
+    wrapup_until: float | None = None  # engine time the wrap-up ends by itself
+    ring_until: float | None = None  # reserved: engine time the offer times out
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,10 @@ class CallView:
     callback_number: str = ""
     ivr_path: tuple[str, ...] = ()
     skills: tuple[str, ...] = ()
+    consult: str = ""  # the consultation running about this call
+    consult_for: str = ""  # a consultation: the customer call it is about
+    connected_at: float | None = None  # the current connection (engine time)
+    answered_at: float | None = None  # the first answer
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class QueueView:
     ewt_next_s: float | None  # for a caller entering now
 
 
-class Engine(AgentMachine, CallMachine, Router):
+class Engine(AgentMachine, CallMachine, TransferMachine, Router):
     """Events in, actions out; see the module docstring."""
 
     def __init__(self, config: EngineConfig, *, rng: random.Random | None = None,
@@ -168,7 +175,8 @@ class Engine(AgentMachine, CallMachine, Router):
         call = a.call or (a.offer.call if a.offer else None)
         return AgentView(a.id, a.cfg.name, a.state, a.since, a.reason, a.pending(),
                          call.id if call else "", a.connected, tuple(a.levels.items()),
-                         a.no_answer_streak, a.calls_answered, a.talk_s, a.cfg.test)
+                         a.no_answer_streak, a.calls_answered, a.talk_s, a.cfg.test,
+                         a.timers.get("wrapup"), a.timers.get("ring"))
 
     def call_view(self, call_id: str) -> CallView | None:
         c = self._find_call(call_id)
@@ -179,7 +187,9 @@ class Engine(AgentMachine, CallMachine, Router):
             pos = self.queues[c.queue].position(c)
         agent = c.agent.id if c.agent else ",".join(c.offers)
         return CallView(c.id, c.state, c.queue, pos, agent, c.enter_time, c.min_level,
-                        c.priority, c.callback, c.caller, c.callback_number, c.ivr_path, c.skills)
+                        c.priority, c.callback, c.caller, c.callback_number, c.ivr_path, c.skills,
+                        c.consult, c.consult_for, c.connected_at if c.state == "connected" else None,
+                        c.answered_at)
 
     def queue_view(self, name: str, now: float) -> QueueView:
         q = self._queue(name)

@@ -33,6 +33,9 @@ __all__ = [
     "CallbackRequest",
     "CallbackFailed",
     "TransferCall",
+    "ConsultCall",
+    "ConsultComplete",
+    "ConsultCancel",
     "OfferAnswered",
     "OfferRejected",
     "CallsAlive",
@@ -171,6 +174,33 @@ class TransferCall(Event):
 
 
 @dataclass(frozen=True)
+class ConsultCall(Event):
+    """Attended transfer, step 1: the connected agent consults ``to_agent`` (who must be
+    available) or the next agent of ``queue``; the caller waits on hold."""
+
+    agent: str
+    call: str
+    queue: str = ""
+    to_agent: str = ""
+
+
+@dataclass(frozen=True)
+class ConsultComplete(Event):
+    """The caller of ``call`` goes to the consulted agent; this agent's part ends."""
+
+    agent: str
+    call: str
+
+
+@dataclass(frozen=True)
+class ConsultCancel(Event):
+    """The consultation ends; the caller is back with this agent."""
+
+    agent: str
+    call: str
+
+
+@dataclass(frozen=True)
 class OfferAnswered(Event):
     """The agent answered an ``OfferCall``; ``leg`` is the agent leg's id (queue_log CONNECT)."""
 
@@ -221,6 +251,9 @@ CALL_INPUTS: dict[type[Event], str] = {
     CallbackRequest: "callback_request",
     CallbackFailed: "callback_failed",
     TransferCall: "transfer",
+    ConsultCall: "consult",
+    ConsultComplete: "consult_complete",
+    ConsultCancel: "consult_cancel",
     OfferAnswered: "answer",
     OfferRejected: "reject",
 }

@@ -31,6 +31,7 @@ from acd.web import protocol as P
 from acd.store.base import ReadinessRecord
 from acd.web.auth import Authenticator, Session
 from acd.web.errors import AuthError, ProtocolError
+from acd.web.consult import AgentBridge
 from acd.web.readiness import EchoTest
 
 __all__ = ["AgentHub", "AgentLink", "HubHost"]
@@ -61,6 +62,15 @@ class HubHost(Protocol):
         """The media clock (``add(callback)``/``remove(token)``, 20 ms ticks)."""
 
     def save_readiness(self, record: ReadinessRecord) -> None: ...
+
+    def consult_number(self, call_id: str, agent: str, number: str, party_for: Callable[[int, int], Any],
+                       on_state: Callable[[str, str], None]) -> bool:
+        """Dial ``number`` for an agent consulting about ``call_id`` (False: cannot)."""
+
+    def consult_number_complete(self, call_id: str) -> bool:
+        """Bridge the caller to the consulted number (False: it has not answered)."""
+
+    def consult_number_cancel(self, call_id: str) -> None: ...
 
 
 @dataclass(eq=False)
@@ -94,6 +104,9 @@ class AgentHub:
         self.held: set[str] = set()  # call ids on hold
         self.talking: dict[str, str] = {}  # agent -> the call connected to it (until it ends for them)
         self.echo_tests: dict[str, EchoTest] = {}
+        self.consults: dict[str, tuple[str, str, str]] = {}  # consultation -> (customer call, agent, target)
+        self.bridges: dict[str, AgentBridge] = {}  # consultation call -> the two agents' audio
+        self.number_consults: dict[str, list[str]] = {}  # customer call -> [agent, number, state]
         self.stats: dict[str, int] = {"frames": 0, "errors": 0, "replaced": 0, "heartbeat_timeouts": 0}
 
     # -- links ---------------------------------------------------------------------------
@@ -121,6 +134,10 @@ class AgentHub:
                 self._close(link, P.CLOSE["not-authenticated"], exc.code)
             elif exc.code == "unsupported-version":
                 self._close(link, P.CLOSE["unsupported-version"], exc.code)
+        except Exception:  # a server fault: the request had no effect; nothing else is disturbed
+            log.exception("agent request %s failed", msg.type if msg is not None else "?")
+            self._error(link, "internal", "server error; the request had no effect",
+                        msg.id if msg is not None else None)
         finally:
             self.host.changed()
 
@@ -197,8 +214,26 @@ class AgentHub:
             self._engine(agent, E.TransferCall(agent, call, queue=to.get("queue", ""), to_agent=to.get("agent", ""),
                                                number=to.get("number", "")), msg)
             return {"state": self._state(agent)}
+        if msg.type == "consult":
+            call, to = self._own_call(agent, msg), msg.get("to")
+            if "number" in to:
+                return self._consult_number(agent, call, to["number"], msg)
+            if call in self.number_consults or self.cc.engine.call_view(call).consult:
+                raise ProtocolError("invalid-state", "a consultation is already running", re=msg.id)
+            self._engine(agent, E.ConsultCall(agent, call, queue=to.get("queue", ""), to_agent=to.get("agent", "")),
+                         msg)
+            return {"call": self._call_object(call)}
+        if msg.type in ("consult-complete", "consult-cancel") and self._own_call(agent, msg) in self.number_consults:
+            return self._number_consult_step(agent, msg)
+        if msg.type in ("consult-complete", "consult-cancel"):
+            call = self._own_call(agent, msg)
+            event = E.ConsultComplete(agent, call) if msg.type == "consult-complete" else E.ConsultCancel(agent, call)
+            self._engine(agent, event, msg)
+            return {"state": self._state(agent)}
         if msg.type == "dtmf":
             call = self._own_call(agent, msg)
+            if self._consult_object(call) is not None:
+                raise ProtocolError("invalid-state", "the caller is held for a consultation", re=msg.id)
             if not self.host.send_dtmf(call, msg.get("digits")):
                 raise ProtocolError("invalid-state", "the caller's leg cannot take DTMF now", re=msg.id)
             return {"sent": msg.get("digits")}
@@ -232,8 +267,9 @@ class AgentHub:
             self.cc.agent_event(E.AgentConnectionRestored(agent), self.host.now())
             log.info("agent %s: connection restored", agent)
         call = self.cc.engine.agent_view(agent).call
+        consult = self._consult_object(call) if call else None
         if call and self.cc.engine.call_view(call) and self.cc.engine.call_view(call).state == "connected" \
-                and call not in self.held:
+                and call not in self.held and consult is None:
             self._plug(agent, call)
         offer = self.offers.get(agent)
         cfg = self.cc.config
@@ -243,7 +279,7 @@ class AgentHub:
             "state": self._state(agent), "queues": sorted(cfg.agents[agent].queues),
             "breaks": [{"reason": r, "label": b.label} for r, b in cfg.breaks.items() if b.selectable],
             "call": self._call_object(call) if call else None,
-            "offer": self._offer_object(offer) if offer else None,
+            "offer": self._offer_object(offer) if offer else None, "consult": consult,
             "ice_servers": self.ice_servers, "codecs": [self.codec] + [c for c in ("opus", "pcmu") if c != self.codec],
             "heartbeat_s": self.heartbeat_s, "expires_at": session.expires_at,
         }
@@ -289,6 +325,9 @@ class AgentHub:
 
     def _hold(self, agent: str, msg: P.ClientMessage, on: bool) -> dict[str, Any]:
         call = self._own_call(agent, msg)
+        if self._consult_object(call) is not None:
+            raise ProtocolError("invalid-state", "the caller is held for a consultation: complete or cancel it",
+                                re=msg.id)
         media = self.media.get(agent)
         if on:
             self.held.add(call)
@@ -365,6 +404,23 @@ class AgentHub:
             self.offers.pop(action.agent, None)
             self.talking[action.agent] = action.call
             self._send(action.agent, P.event("call", call=self._call_object(action.call)))
+            self._send(action.agent, P.event("state", **self._state(action.agent)))
+            if action.call in self.consults:  # the consulted agent answered: the agents talk
+                customer, consulting, _ = self.consults[action.call]
+                a, b = self.media.get(consulting), self.media.get(action.agent)
+                if a is not None and b is not None:
+                    self.bridges[action.call] = AgentBridge(a, b, self.host.clock, action.call)
+                self._send(consulting, P.event("consult", call=customer, state="connected", target=action.agent))
+        elif isinstance(action, A.ConsultStarted):
+            self.consults[action.consult] = (action.call, action.agent, action.target or action.queue)
+            media = self.media.get(action.agent)
+            if media is not None:
+                media.detach()
+            self._caller_hears_music(action.call)
+            self._send(action.agent, P.event("consult", call=action.call, state="ringing",
+                                             target=action.target or action.queue))
+        elif isinstance(action, A.ConsultEnded):
+            self._consult_ended(action)
         elif isinstance(action, A.DropAgentLeg):
             self.talking.pop(action.agent, None)
             media = self.media.get(action.agent)
@@ -374,6 +430,7 @@ class AgentHub:
             self._send(action.agent, P.event("call-ended", call=action.call, by=by, reason=action.reason))
         elif isinstance(action, CallRecord) and self.talking.get(action.agent) == action.call_id:
             del self.talking[action.agent]
+            self.number_consults.pop(action.call_id, None)
             self.held.discard(action.call_id)
             media = self.media.get(action.agent)
             if media is not None:
@@ -386,6 +443,89 @@ class AgentHub:
             self._send(action.agent, P.event("state", **self._state(action.agent)))
             if action.to_state == "logged-out" and action.agent not in self.links:
                 self._close_media(action.agent)
+
+    def _consult_object(self, call: str) -> dict[str, Any] | None:
+        """The consultation running about ``call`` (the welcome's ``consult``), or None."""
+        if call in self.number_consults:
+            _, number, state = self.number_consults[call]
+            return {"call": call, "state": state, "target": number}
+        view = self.cc.engine.call_view(call)
+        k = self.cc.engine.call_view(view.consult) if view is not None and view.consult else None
+        if k is None:
+            return None
+        target = k.agent if k.state == "connected" else self.consults.get(k.id, ("", "", ""))[2]
+        return {"call": call, "state": "connected" if k.state == "connected" else "ringing", "target": target}
+
+    def _consult_number(self, agent: str, call: str, number: str, msg: P.ClientMessage) -> dict[str, Any]:
+        media = self.media.get(agent)
+        if media is None:
+            raise ProtocolError("media-not-ready", "send media-offer first", re=msg.id)
+        if call in self.number_consults or self.cc.engine.call_view(call).consult:
+            raise ProtocolError("invalid-state", "a consultation is already running", re=msg.id)
+        if not number.lstrip("+").replace(" ", "").isdigit():
+            raise ProtocolError("bad-request", "consult: number must be digits (an optional leading +)", re=msg.id)
+        media.detach()
+        self._caller_hears_music(call)
+        self.number_consults[call] = [agent, number, "ringing"]
+        started = self.host.consult_number(call, agent, number, party_for=media.attach,
+                                           on_state=lambda state, reason: self._number_state(call, state, reason))
+        if not started:
+            self.number_consults.pop(call, None)
+            self._plug(agent, call)
+            raise ProtocolError("invalid-state", "no trunk can dial out", re=msg.id)
+        self._send(agent, P.event("consult", call=call, state="ringing", target=number))
+        return {"call": self._call_object(call)}
+
+    def _number_state(self, call: str, state: str, reason: str) -> None:
+        """The consulted number answered ("connected") or went ("ended")."""
+        entry = self.number_consults.get(call)
+        if entry is None:
+            return
+        agent, number, _ = entry
+        entry[2] = state
+        if state == "ended":
+            del self.number_consults[call]
+            view = self.cc.engine.call_view(call)
+            if view is not None and view.state == "connected" and call not in self.held:
+                self._plug(agent, call)
+        self._send(agent, P.event("consult", call=call, state=state, target=number, reason=reason))
+        self.host.changed()
+
+    def _number_consult_step(self, agent: str, msg: P.ClientMessage) -> dict[str, Any]:
+        call = msg.get("call")
+        number = self.number_consults[call][1]
+        if msg.type == "consult-cancel":
+            del self.number_consults[call]
+            self.host.consult_number_cancel(call)
+            self._plug(agent, call)
+            self._send(agent, P.event("consult", call=call, state="ended", target=number, reason="cancelled"))
+            return {"state": self._state(agent)}
+        if not self.host.consult_number_complete(call):
+            raise ProtocolError("invalid-state", f"{number} has not answered", re=msg.id)
+        del self.number_consults[call]
+        self._engine(agent, E.TransferCall(agent, call, number=number), msg)
+        return {"state": self._state(agent)}
+
+    def _consult_ended(self, action: A.ConsultEnded) -> None:
+        _, _, queue = self.consults.pop(action.consult, ("", "", ""))
+        bridge = self.bridges.pop(action.consult, None)
+        if bridge is not None:
+            bridge.stop()
+        target = action.target
+        if target and self.talking.get(target) == action.consult:  # cancelled or the caller left
+            del self.talking[target]
+            media = self.media.get(target)
+            if media is not None:
+                media.detach()
+            by = "agent" if action.reason == "agent-hangup" else "caller" if action.reason == "caller-hangup" else "system"
+            self._send(target, P.event("call-ended", call=action.consult, by=by, reason=action.reason))
+        if action.reason == "completed":
+            return  # the caller talks with the target now (ConnectCall); this agent wraps up
+        view = self.cc.engine.call_view(action.call)
+        if view is not None and view.state == "connected" and action.call not in self.held:
+            self._plug(action.agent, action.call)  # back with the caller
+        self._send(action.agent, P.event("consult", call=action.call, state="ended", target=target or queue,
+                                         reason=action.reason))
 
     def agent_party(self, agent: str, feed: Any) -> Callable[[Any, float], Any] | None:
         """The caller's party function when ``agent`` has WebRTC media, else None."""
@@ -408,14 +548,20 @@ class AgentHub:
             feed.music()
 
     def _state(self, agent: str) -> dict[str, Any]:
-        view = self.cc.engine.agent_view(agent)
-        return {"state": view.state, "reason": view.reason, "since": self.cc.engine.epoch + view.since,
-                "pending": view.pending, "call": view.call or None}
+        view, epoch = self.cc.engine.agent_view(agent), self.cc.engine.epoch
+        out = {"state": view.state, "reason": view.reason, "since": epoch + view.since,
+               "pending": view.pending, "call": view.call or None}
+        if view.wrapup_until is not None:
+            out["wrapup_until"] = epoch + view.wrapup_until
+        return out
 
     def _offer_object(self, offer: A.OfferCall) -> dict[str, Any]:
         obj = self._call_object(offer.call)
         obj.update(state="ringing", caller=offer.caller, queue=offer.queue, ivr_path=list(offer.ivr_path),
                    skills=list(offer.skills), callback_number=offer.callback_number)
+        ring_until = self.cc.engine.agent_view(offer.agent).ring_until
+        if ring_until is not None:
+            obj["ring_until"] = self.cc.engine.epoch + ring_until
         return obj
 
     def _call_object(self, call_id: str) -> dict[str, Any]:
@@ -423,12 +569,14 @@ class AgentHub:
         now = self.host.now()
         if view is None:
             return {"id": call_id, "state": "ended"}
-        state = {"offered": "ringing", "connected": "held" if call_id in self.held else "connected"}.get(
-            view.state, view.state)
+        held = call_id in self.held or call_id in self.number_consults or bool(view.consult)
+        state = {"offered": "ringing", "connected": "held" if held else "connected"}.get(view.state, view.state)
+        waited_until = view.answered_at if view.answered_at is not None else now
+        since = view.connected_at if view.connected_at is not None else view.enter_time
         return {"id": call_id, "caller": view.caller, "queue": view.queue, "ivr_path": list(view.ivr_path),
-                "skills": list(view.skills), "waited_s": round(now - view.enter_time, 1),
+                "skills": list(view.skills), "waited_s": round(waited_until - view.enter_time, 1),
                 "callback_number": view.callback_number, "state": state,
-                "since": self.cc.engine.epoch + view.enter_time}
+                "since": self.cc.engine.epoch + since}
 
     def _send(self, agent: str, text: str) -> None:
         link = self.links.get(agent)

@@ -109,6 +109,22 @@ class WebService:
     def readiness(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.server.store.latest_readiness()]
 
+    def consult_number(self, call_id: str, agent: str, number: str, party_for: Any, on_state: Any) -> bool:
+        call = self.server.by_id.get(call_id)
+        if call is None or call.ended or not any(t.proxy for t in self.server.config.trunks):
+            return False
+        self.server.transfers.consult_start(call, agent, number, party_for, on_state)
+        return True
+
+    def consult_number_complete(self, call_id: str) -> bool:
+        call = self.server.by_id.get(call_id)
+        return call is not None and self.server.transfers.consult_complete(call)
+
+    def consult_number_cancel(self, call_id: str) -> None:
+        call = self.server.by_id.get(call_id)
+        if call is not None:
+            self.server.transfers.consult_cancel(call)
+
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)

@@ -30,6 +30,9 @@ from acd.engine.events import (
     CallerDigit,
     CallerHangup,
     CallsAlive,
+    ConsultCall,
+    ConsultCancel,
+    ConsultComplete,
     Event,
     FlagDifficult,
     OfferAnswered,
@@ -231,6 +234,26 @@ class EngineMachine(RuleBasedStateMachine):
             assert where == "agent" and "not available" in str(exc), exc
 
     @precondition(lambda self: self.live())
+    @rule(data=st.data(), step=st.sampled_from(["agent", "queue", "complete", "cancel"]))
+    def consult(self, data: st.DataObject, step: str) -> None:
+        """Attended transfer steps on a connected customer call; refusals change nothing."""
+        eng = self.sim.engine
+        on = [c for c in self.live() if eng.calls[c].state == "connected"]
+        if not on:
+            return
+        call = eng.calls[data.draw(st.sampled_from(on))]
+        agent = call.agent.id
+        event = {"agent": lambda: ConsultCall(agent, call.id, to_agent=data.draw(st.sampled_from(AGENT_IDS))),
+                 "queue": lambda: ConsultCall(agent, call.id, queue=data.draw(st.sampled_from(sorted(QUEUES)))),
+                 "complete": lambda: ConsultComplete(agent, call.id),
+                 "cancel": lambda: ConsultCancel(agent, call.id)}[step]()
+        try:
+            self.send(event)
+        except EngineError as exc:
+            assert any(m in str(exc) for m in ("not available", "already running", "has not answered",
+                                               "no consultation")), exc
+
+    @precondition(lambda self: self.live())
     @rule(data=st.data())
     def lose_confirmation(self, data: st.DataObject) -> None:
         self.lost.add(data.draw(st.sampled_from(self.live())))
@@ -248,7 +271,7 @@ class EngineMachine(RuleBasedStateMachine):
             return
         if isinstance(self.last, CallEnters):
             return  # a live duplicate id is a server bug (DuplicateCall)
-        if isinstance(self.last, (CallbackFailed, TransferCall)):
+        if isinstance(self.last, (CallbackFailed, TransferCall, ConsultCall, ConsultComplete, ConsultCancel)):
             return  # a second transfer of a call that moved on is refused (tested elsewhere)
         self.send(self.last)
 
@@ -306,9 +329,10 @@ class EngineMachine(RuleBasedStateMachine):
                 by_engine[("hangup", r.call_id)] += 1
             elif r.outcome == "rejected":
                 by_engine[("rejected", r.call_id)] += 1
-        actions = Counter([("exit", a.call) for a in s.of(ExitQueue)]
-                          + [("hangup", a.call) for a in s.of(HangupCall)]
-                          + [("rejected", a.call) for a in s.of(JoinRejected)])
+        customer = set(self.entries)  # consultations between agents have no CallRecord
+        actions = Counter([("exit", a.call) for a in s.of(ExitQueue) if a.call in customer]
+                          + [("hangup", a.call) for a in s.of(HangupCall) if a.call in customer]
+                          + [("rejected", a.call) for a in s.of(JoinRejected) if a.call in customer])
         assert by_engine == actions
 
 

@@ -91,6 +91,17 @@ class Host:
     def save_readiness(self, record: Any) -> None:
         self.readiness.append(record)
 
+    def consult_number(self, call_id: str, agent: str, number: str, party_for: Any, on_state: Any) -> bool:
+        self.consulted = {"call": call_id, "number": number, "party": party_for(8000, 160), "on_state": on_state,
+                          "answered": False}
+        return True
+
+    def consult_number_complete(self, call_id: str) -> bool:
+        return self.consulted["answered"]
+
+    def consult_number_cancel(self, call_id: str) -> None:
+        self.consulted["cancelled"] = True
+
 
 class Client:
     def __init__(self, hub: AgentHub, name: str = "") -> None:
@@ -325,3 +336,82 @@ def test_expired_token_closes_only_that_socket(world) -> None:
     reply = old.req("ping")
     assert (reply["code"], old.closed_with[0]) == ("token-expired", 4001)
     assert fresh.req("ping")["type"] == "result" and fresh.closed_with is None
+
+
+def test_attended_transfer_between_agents(world) -> None:
+    hub, cc, auth, host, medias, _ = world
+    a, _ = connect(hub, auth, "alice")
+    b, _ = connect(hub, auth, "bob")
+    for c in (a, b):
+        c.req("media-offer", sdp="v=0 offer")
+    a.req("login")
+    feed = caller(cc, host, "call-7")
+    a.req("answer", call="call-7")
+    b.req("login")
+    assert a.req("consult", call="call-7", to={"agent": "bob"})["call"]["id"] == "call-7"
+    assert a.events("consult")[-1]["state"] == "ringing" and feed.base == "music"  # the caller holds
+    offer = b.events("offer")[-1]["call"]
+    assert offer["caller"] == "alice" and offer["id"].startswith("call-7/consult")
+    assert a.req("consult-complete", call="call-7")["code"] == "invalid-state"  # bob has not answered
+    b.req("answer", call=offer["id"])
+    assert a.events("consult")[-1] == {"type": "consult", "call": "call-7", "state": "connected", "target": "bob"}
+    assert len(host.ticks) == 1  # the two agents' audio runs on the media clock
+    assert a.req("hold", call="call-7")["code"] == "invalid-state"  # held for the consultation already
+    assert a.req("dtmf", call="call-7", digits="1")["code"] == "invalid-state"
+    a, welcome = connect(hub, auth, "alice")  # a reload during the consultation
+    assert welcome["consult"] == {"call": "call-7", "state": "connected", "target": "bob"}
+    assert welcome["call"]["state"] == "held" and feed.base == "music"  # not plugged back to the caller
+    assert a.req("consult-cancel", call="call-7")["state"]["state"] == "on-call"
+    assert a.events("consult")[-1]["state"] == "ended" and feed.base == "connected"  # back with the caller
+    assert b.events("call-ended")[-1]["reason"] == "cancelled" and host.ticks[0] is None
+    b.req("wrapup-done")
+    a.req("consult", call="call-7", to={"agent": "bob"})
+    offer = b.events("offer")[-1]["call"]
+    b.req("answer", call=offer["id"])
+    assert a.req("consult-complete", call="call-7")["state"]["state"] == "wrap-up"
+    assert a.events("call-ended")[-1]["reason"] == "transferred"
+    assert b.events("call")[-1]["call"]["id"] == "call-7" and feed.base == "connected"
+    assert medias["bob"].attached[-1] == (8000, 160)  # bob now talks with the caller
+    assert cc.engine.call_view("call-7").agent == "bob"
+
+
+def test_consulting_an_outside_number(world) -> None:
+    hub, cc, auth, host, medias, _ = world
+    out: list[Any] = []
+    cc.transfer_out = out.append
+    a, _ = connect(hub, auth, "alice")
+    a.req("media-offer", sdp="v=0 offer")
+    a.req("login")
+    feed = caller(cc, host, "call-8")
+    a.req("answer", call="call-8")
+    assert a.req("consult", call="call-8", to={"number": "12ab"})["code"] == "bad-request"
+    a.req("consult", call="call-8", to={"number": "+33123456789"})
+    assert a.events("consult")[-1]["state"] == "ringing" and feed.base == "music"
+    assert a.req("consult", call="call-8", to={"number": "+331"})["code"] == "invalid-state"
+    assert a.req("consult-complete", call="call-8")["code"] == "invalid-state"  # not answered yet
+    host.consulted["on_state"]("connected", "")
+    assert a.events("consult")[-1] == {"type": "consult", "call": "call-8", "state": "connected",
+                                       "target": "+33123456789", "reason": ""}
+    assert a.req("consult-cancel", call="call-8")["state"]["state"] == "on-call"
+    assert host.consulted["cancelled"] and feed.base == "connected"  # back with the caller
+    a.req("consult", call="call-8", to={"number": "+33123456789"})
+    host.consulted["on_state"]("ended", "rejected 486")  # busy: back with the caller
+    assert a.events("consult")[-1]["reason"] == "rejected 486" and feed.base == "connected"
+    a.req("consult", call="call-8", to={"number": "+33123456789"})
+    host.consulted.update(answered=True)
+    host.consulted["on_state"]("connected", "")
+    assert a.req("consult-complete", call="call-8")["state"]["state"] == "wrap-up"
+    assert [(t.call, t.number) for t in out] == [("call-8", "+33123456789")]
+    assert a.events("call-ended")[-1]["reason"] == "transferred"
+
+
+def test_a_server_fault_is_an_internal_error_not_a_crash(world, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub, cc, auth, host, _, _ = world
+    c, _ = connect(hub, auth, "alice")
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(hub, "_echo_test", broken)
+    assert c.req("echo-test")["code"] == "internal" and c.closed_with is None
+    assert c.req("ping")["type"] == "result"

@@ -206,3 +206,140 @@ async def first_offer(agents: list[ProtocolAgent]) -> tuple[dict, ProtocolAgent]
                     return a.events.pop(i), a
         await asyncio.sleep(0.05)
     raise AssertionError("no agent was offered the call")
+
+
+def test_attended_transfer(srv: RunningServer, tmp_path: Path) -> None:
+    """alice consults bob while the caller holds; the two agents hear each other; then the
+    caller is handed to bob."""
+    async def run() -> dict:
+        alice = ProtocolAgent(srv.web_url, tls(srv), "alice", "alice-pw", ALICE_HZ)
+        bob = ProtocolAgent(srv.web_url, tls(srv), "bob", "bob-pw", BOB_HZ)
+        try:
+            for a in (alice, bob):
+                await a.connect()
+                await a.start_media()
+            await alice.request("login")
+            proc = await caller(srv, tmp_path, 24)
+            call = (await alice.event("offer"))["call"]["id"]
+            await alice.request("answer", call=call)
+            await bob.request("login")
+            await asyncio.sleep(2)
+            await alice.request("consult", call=call, to={"agent": "bob"})
+            consult = (await bob.event("offer"))["call"]
+            assert consult["caller"] == "alice"
+            await bob.request("answer", call=consult["id"])
+            assert (await alice.event("consult", state="connected"))["target"] == "bob"
+            await asyncio.sleep(3)
+            assert abs(hz(alice) - BOB_HZ) < 15 and abs(hz(bob) - ALICE_HZ) < 15  # the agents talk
+            assert (await alice.request("consult-complete", call=call))["state"]["state"] == "wrap-up"
+            assert (await bob.event("call", call__id=call))["call"]["state"] == "connected"
+            await asyncio.sleep(3)
+            assert abs(hz(bob) - CALLER_HZ) < 15  # bob now has the caller
+            await bob.request("hangup", call=call)
+            out, _ = await asyncio.wait_for(proc.communicate(), 20)
+            return json.loads(out.decode().strip().splitlines()[-1])
+        finally:
+            await alice.close()
+            await bob.close()
+
+    result = asyncio.run(run())
+    assert result["answered"] and result["hangup_by"] == "remote", result
+    audio, rate = read_wav(str(tmp_path / "caller.wav"))
+    alice_blocks, bob_blocks = blocks_with(audio, rate, ALICE_HZ), blocks_with(audio, rate, BOB_HZ)
+    last_alice = len(alice_blocks) - 1 - alice_blocks[::-1].index(True)
+    assert sum(bob_blocks) >= 4 and bob_blocks.index(True) > last_alice  # alice, hold, then bob
+    assert not any(bob_blocks[:last_alice])  # bob never reached the caller during the consultation
+    log = srv.wait_log(r"CDR CallRecord\(")
+    assert re.search(r"\|support\|alice\|TRANSFER\|bob\|attended\|", log)
+    assert re.search(r"CDR CallRecord\(.*agent='bob'.*transfers=\('agent:bob',\)", log)
+    assert "/consult" not in "".join(re.findall(r"queue_log [^\n]+", log))  # internal: no queue_log
+
+
+def test_readiness_check_is_stored_for_supervisors(srv: RunningServer) -> None:
+    import subprocess
+
+    roles = subprocess.run([sys.executable, "-m", "acd.cli", "agents", "roles", "bob", "agent,supervisor",
+                            "--config", str(srv.config)], cwd=ROOT, capture_output=True, text=True)
+    assert roles.returncode == 0, roles.stderr
+
+    async def run() -> tuple[dict, dict, int]:
+        alice = ProtocolAgent(srv.web_url, tls(srv), "alice", "alice-pw", ALICE_HZ)
+        bob = ProtocolAgent(srv.web_url, tls(srv), "bob", "bob-pw", BOB_HZ)
+        try:
+            await alice.connect()
+            await alice.start_media()
+            assert (await alice.request("echo-test", seconds=4))["started"]
+            await asyncio.sleep(3)
+            assert abs(hz(alice) - ALICE_HZ) < 15  # alice hears her own voice back
+            result = await alice.event("echo-test-result", timeout=10)
+            await bob.connect()
+            headers = {"Authorization": f"Bearer {bob.token}"}
+            async with bob.http.get(f"{srv.web_url}/api/v1/readiness", headers=headers) as r:
+                stored = await r.json()
+            async with alice.http.get(f"{srv.web_url}/api/v1/readiness",
+                                      headers={"Authorization": f"Bearer {alice.token}"}) as r:
+                refused = r.status
+            return result, stored, refused
+        finally:
+            await alice.close()
+            await bob.close()
+
+    result, stored, refused = asyncio.run(run())
+    assert result["passed"] and result["reasons"] == [] and result["mos"] > 4, result
+    (row,) = stored["results"]
+    assert row["agent"] == "alice" and row["passed"] and row["rtt_ms"] is not None
+    assert refused == 403  # an agent may not read other agents' results
+
+
+FAR_HZ = 800.0
+
+
+def test_consult_an_outside_number_then_hand_the_caller_over(server_factory, tmp_path: Path) -> None:
+    """alice consults a number behind the trunk (a pjsua2 peer answering with 800 Hz), talks
+    with it while the caller holds, then hands the caller over: caller and far end hear each
+    other; alice wraps up."""
+    from tests.test_ivr_external import far_end, result_of
+
+    far_tone = tmp_path / "far-tone.wav"
+    write_tone_wav(str(far_tone), FAR_HZ, 40, rate=8000)
+    far, port = far_end(tmp_path, "--play", str(far_tone), "--record", str(tmp_path / "far.wav"))
+    trunks = f'[trunks.local]\nallow = ["127.0.0.0/8"]\nproxy = "sip:127.0.0.1:{port}"\n'
+    srv = server_factory(acd=ACD, trunks=trunks)
+
+    async def run() -> dict:
+        alice = ProtocolAgent(srv.web_url, tls(srv), "alice", "alice-pw", ALICE_HZ)
+        try:
+            await alice.connect()
+            await alice.start_media()
+            await alice.request("login")
+            proc = await caller(srv, tmp_path, 20)
+            call = (await alice.event("offer"))["call"]["id"]
+            await alice.request("answer", call=call)
+            await asyncio.sleep(2)
+            await alice.request("consult", call=call, to={"number": "5550100"})
+            assert (await alice.event("consult", state="connected", timeout=15))["target"] == "5550100"
+            await asyncio.sleep(3)
+            assert abs(hz(alice) - FAR_HZ) < 15  # alice talks with the far end
+            assert (await alice.request("consult-complete", call=call))["state"]["state"] == "wrap-up"
+            assert (await alice.event("call-ended"))["reason"] == "transferred"
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)  # the caller hangs up at 20 s
+            return json.loads(out.decode().strip().splitlines()[-1])
+        finally:
+            await alice.close()
+
+    try:
+        result = asyncio.run(run())
+        far_result = result_of(far)
+    finally:
+        far.kill()
+    assert result["answered"], result
+    (leg,) = far_result["calls"]
+    assert leg["answered"] and re.match(r"sips?:5550100@", leg["request_uri"] or ""), leg
+    audio, rate = read_wav(str(tmp_path / "caller.wav"))
+    far_blocks, alice_blocks = blocks_with(audio, rate, FAR_HZ), blocks_with(audio, rate, ALICE_HZ)
+    assert any(alice_blocks) and sum(far_blocks) >= 4  # alice, then (after the hold) the far end
+    assert far_blocks.index(True) > len(alice_blocks) - 1 - alice_blocks[::-1].index(True)
+    far_audio, far_rate = read_wav(str(tmp_path / "far.wav"))
+    assert any(blocks_with(far_audio, far_rate, ALICE_HZ)) and any(blocks_with(far_audio, far_rate, CALLER_HZ))
+    log = srv.wait_log(r"CDR CallRecord\(")
+    assert re.search(r"CDR CallRecord\(.*outcome='transferred'.*transfers=\('number:5550100',\)", log)
