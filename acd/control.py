@@ -51,7 +51,9 @@ def _acd_status(srv: Server) -> dict[str, Any]:
                    for name in srv.cc.config.agents for view in (engine.agent_view(name),)},
         "actions": dict(srv.cc.stats),
         "web": {"url": srv.web.url, "agents_connected": sorted(srv.web.hub.links),
-                **srv.web.hub.stats} if srv.web is not None else {},
+                **srv.web.hub.stats,
+                "agent_media": dict(sum((Counter(m.counters) for m in srv.web.hub.media.values()), Counter()))}
+        if srv.web is not None else {},
     }
 
 

@@ -107,6 +107,7 @@ class AgentHub:
         self.consults: dict[str, tuple[str, str, str]] = {}  # consultation -> (customer call, agent, target)
         self.bridges: dict[str, AgentBridge] = {}  # consultation call -> the two agents' audio
         self.number_consults: dict[str, list[str]] = {}  # customer call -> [agent, number, state]
+        self.media_lost: set[str] = set()  # agents whose peer connection failed (ICE)
         self.stats: dict[str, int] = {"frames": 0, "errors": 0, "replaced": 0, "heartbeat_timeouts": 0}
 
     # -- links ---------------------------------------------------------------------------
@@ -263,7 +264,7 @@ class AgentHub:
             log.info("agent %s: session %s replaced by %s", agent, old.session.id if old.session else "?",
                      session.id)
         view = self.cc.engine.agent_view(agent)
-        if view.state != "logged-out" and not view.connected:
+        if view.state != "logged-out" and not view.connected and agent not in self.media_lost:
             self.cc.agent_event(E.AgentConnectionRestored(agent), self.host.now())
             log.info("agent %s: connection restored", agent)
         call = self.cc.engine.agent_view(agent).call
@@ -375,13 +376,37 @@ class AgentHub:
             test.stop()
             log.info("agent %s: echo test stopped before its end", agent)
 
+    def _media_state(self, agent: str, state: str) -> None:
+        """A failed peer connection is a lost connection for the ACD (§3.3): the caller hears
+        music and the grace period runs until media is back (the client re-offers)."""
+        self._send(agent, P.event("media", state=state))
+        view = self.cc.engine.agent_view(agent)
+        if state == "failed" and agent not in self.media_lost:
+            self.media_lost.add(agent)
+            log.info("agent %s: media failed (state %s)", agent, view.state)
+            if view.state != "logged-out" and view.connected:
+                self.cc.agent_event(E.AgentConnectionLost(agent), self.host.now())
+            if view.call and self._consult_object(view.call) is None:
+                self._caller_hears_music(view.call)
+        elif state == "connected" and agent in self.media_lost:
+            self.media_lost.discard(agent)
+            log.info("agent %s: media back", agent)
+            if agent in self.links and view.state != "logged-out" and not view.connected:
+                self.cc.agent_event(E.AgentConnectionRestored(agent), self.host.now())
+            call = self.cc.engine.agent_view(agent).call
+            view_call = self.cc.engine.call_view(call) if call else None
+            if view_call is not None and view_call.state == "connected" and call not in self.held \
+                    and self._consult_object(call) is None:
+                self._plug(agent, call)
+        self.host.changed()
+
     async def _media_offer(self, agent: str, msg: P.ClientMessage) -> str:
         media = self.media.get(agent)
         if media is None:
             if self.media_factory is None:
                 raise ProtocolError("unsupported", "this server has no WebRTC media", re=msg.id)
             media = self.media[agent] = self.media_factory(agent)
-            media.on_state = lambda state, a=agent: self._send(a, P.event("media", state=state))
+            media.on_state = lambda state, a=agent: self._media_state(a, state)
         try:
             return await media.accept_offer(msg.get("sdp"))
         except (ValueError, RuntimeError, asyncio.TimeoutError) as exc:  # aiortc: a bad offer

@@ -415,3 +415,22 @@ def test_a_server_fault_is_an_internal_error_not_a_crash(world, monkeypatch: pyt
     monkeypatch.setattr(hub, "_echo_test", broken)
     assert c.req("echo-test")["code"] == "internal" and c.closed_with is None
     assert c.req("ping")["type"] == "result"
+
+
+def test_ice_failure_mid_call_is_a_lost_connection(world) -> None:
+    hub, cc, auth, host, medias, _ = world
+    c, _ = connect(hub, auth, "alice")
+    c.req("media-offer", sdp="v=0 offer")
+    c.req("login")
+    feed = caller(cc, host, "call-9")
+    c.req("answer", call="call-9")
+    medias["alice"].on_state("failed")
+    assert c.events("media")[-1]["state"] == "failed"
+    assert not cc.engine.agent_view("alice").connected and feed.base == "music"  # grace runs
+    host.t += 5
+    medias["alice"].on_state("connected")  # the client re-offered in time
+    assert cc.engine.agent_view("alice").connected and feed.base == "connected"
+    medias["alice"].on_state("failed")
+    host.t += 31  # past connection_grace_s: the caller goes back to the head of the queue
+    cc.handle_timer(host.t)
+    assert cc.engine.call_view("call-9").state == "queued" and cc.engine.call_view("call-9").position == 1
