@@ -28,18 +28,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import Counter, deque
 from dataclasses import dataclass
 
 from acd.errors import AcdError
+from acd.ivr.keypad import IGNORE, KeypadMachine
 
 __all__ = ["CallbackEntry", "ENTRY_TABLE", "PlayPrompts", "StopPrompt", "Confirmed",
            "Cancelled", "InvalidInput"]
 
 log = logging.getLogger(__name__)
 
-IGNORE = "ignore"
-DTMF_KEYS = "0123456789*#ABCD"
 AT = "queue/callback-at"
 CONFIRM_DEFAULT = "queue/callback-confirm-or-change"
 CONFIRM_ENTERED = "queue/callback-confirm-or-reenter"
@@ -117,14 +115,19 @@ def say_digits(number: str) -> list[str]:
     return [f"digits/{d}" for d in number if d.isdigit()]
 
 
-class CallbackEntry:
+class CallbackEntry(KeypadMachine):
     """One caller's callback-number dialogue, from :meth:`start` to one terminal action."""
+
+    TABLE = ENTRY_TABLE
+    ERROR = InvalidInput
+    label = "callback entry"  # type: ignore[assignment]
 
     def __init__(self, caller_id: str, now: float, *, min_digits: int = 3, max_digits: int = 15,
                  digit_timeout_s: float = 5.0, confirm_timeout_s: float = 8.0,
                  max_failures: int = 3) -> None:
         if not 1 <= min_digits <= max_digits:
             raise ValueError(f"min_digits {min_digits} must be 1..max_digits ({max_digits})")
+        super().__init__()
         self.min_digits = min_digits
         self.max_digits = max_digits
         self.digit_timeout_s = digit_timeout_s
@@ -133,70 +136,21 @@ class CallbackEntry:
         default = dialable(caller_id, max_digits)
         self.default = default if len(say_digits(default)) >= min_digits else ""
         self.created_at = now
-        self.state = "idle"
         self.number = ""  # the number being confirmed
         self.outcome: Confirmed | Cancelled | None = None
         self.failures = 0
-        self.stats: Counter[str] = Counter()
         self._entered = False  # the number being confirmed was typed (not the default)
         self._entry = ""
-        self._play_id = 0
-        self._deadline: float | None = None
-        self._actions: deque[Action] = deque()
 
     # -- inputs ----------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
         self._input("start", now)
 
-    def digit(self, d: str, now: float) -> None:
-        """One DTMF key: ``0``-``9``, ``*``, ``#``, ``A``-``D``."""
-        if not isinstance(d, str) or len(d) != 1 or d.upper() not in DTMF_KEYS:
-            raise InvalidInput(f"callback entry: {d!r} is not a DTMF key")
-        self._input("digit", now, d.upper())
-
-    def prompt_done(self, now: float, play_id: int) -> None:
-        """The prompts of ``PlayPrompts(play_id=...)`` finished; stale reports are ignored."""
-        if play_id != self._play_id:
-            self.stats["stale_prompt_done"] += 1
-            return
-        self._input("prompt_done", now)
-
-    def get_timer(self) -> float | None:
-        return self._deadline
-
-    def handle_timer(self, now: float) -> None:
-        """Fire the deadline if it is due (an early call does nothing)."""
-        if self._deadline is not None and now >= self._deadline:
-            self._deadline = None
-            self._input("timer", now)
-
-    def actions(self) -> list[Action]:
-        """Drain the actions produced so far, in order."""
-        out = list(self._actions)
-        self._actions.clear()
-        return out
-
-    @property
-    def ended(self) -> bool:
-        return self.state == "ended"
-
     @property
     def playing(self) -> bool:
         """A prompt plays and its ``prompt_done`` is awaited."""
         return self.state.endswith("-playing")
-
-    def _input(self, inp: str, now: float, arg: str = "") -> None:
-        handler = ENTRY_TABLE.get((self.state, inp))
-        if handler is None:
-            raise InvalidInput(f"callback entry: {inp!r} while {self.state}")
-        if handler == IGNORE:
-            self.stats[f"{self.state}:{inp}"] += 1
-            return
-        if arg:
-            getattr(self, handler)(arg, now)
-        else:
-            getattr(self, handler)(now)
 
     # -- handlers --------------------------------------------------------------------------
 

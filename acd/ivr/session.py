@@ -36,22 +36,20 @@ the current one (a late report of a stopped prompt) is ignored.
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from acd.ivr.actions import Abandoned, Closed, Hangup, IvrAction, PlayPrompts, \
+from acd.ivr.actions import Abandoned, Closed, Hangup, PlayPrompts, \
     RouteExternal, RouteToEcho, RouteToQueue, StopPrompt, Terminal
 from acd.ivr.config import IvrConfig, Menu, MenuAction
 from acd.ivr.errors import InvalidInput, IvrError
 from acd.ivr.hours import say_opening
+from acd.ivr.keypad import DTMF_KEYS, IGNORE, KeypadMachine
 
 __all__ = ["IvrSession", "SESSION_TABLE", "DTMF_KEYS"]
 
 log = logging.getLogger(__name__)
 
-IGNORE = "ignore"
-DTMF_KEYS = "0123456789*#ABCD"
 MAX_BUFFERED = 32  # digits kept during a prompt without barge-in
 
 SESSION_TABLE: dict[tuple[str, str], str] = {
@@ -82,75 +80,40 @@ SESSION_TABLE: dict[tuple[str, str], str] = {
 }
 
 
-class IvrSession:
+class IvrSession(KeypadMachine):
     """One caller in the IVR, from ``start`` to one :class:`Terminal` action."""
+
+    TABLE = SESSION_TABLE
+    ERROR = InvalidInput
 
     def __init__(self, config: IvrConfig, menu_name: str, now: float, *,
                  clock_to_epoch: Callable[[float], float]) -> None:
+        super().__init__()
         self.config = config
         self.first_menu = config.menu(menu_name).name
         self.created_at = now
         self.clock_to_epoch = clock_to_epoch
-        self.state = "idle"
         self.menu: Menu | None = None
         self.path: list[str] = []
         self.outcome: Terminal | None = None
-        self.stats: Counter[str] = Counter()
         self._failures = 0
         self._entry = ""
         self._buffered: list[str] = []
         self._stack: list[str] = []  # menus to go "back" to
-        self._deadline: float | None = None
-        self._play_id = 0
         self._then = ""  # what follows the current announcement
         self._then_reason = "option"
         self._hops = 0  # menus entered since the last input (loop guard)
-        self._actions: deque[IvrAction] = deque()
 
     # -- inputs ----------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
         self._input("start", now)
 
-    def prompt_done(self, now: float, play_id: int | None = None) -> None:
-        """The prompts of the last :class:`PlayPrompts` finished playing."""
-        if play_id is not None and play_id != self._play_id:
-            self.stats["stale_prompt_done"] += 1
-            log.debug("ivr %s: prompt_done for play %d ignored (current %d)",
-                      self._name, play_id, self._play_id)
-            return
-        self._input("prompt_done", now)
-
-    def digit(self, d: str, now: float) -> None:
-        """One DTMF key: ``0``-``9``, ``*``, ``#``, ``A``-``D``."""
-        if not isinstance(d, str) or len(d) != 1 or d.upper() not in DTMF_KEYS:
-            raise InvalidInput(f"ivr {self._name}: {d!r} is not a DTMF key")
-        self._input("digit", now, d.upper())
-
     def hangup(self, now: float) -> None:
         """The caller hung up."""
         self._input("hangup", now)
 
-    def get_timer(self) -> float | None:
-        return self._deadline
-
-    def handle_timer(self, now: float) -> None:
-        """Fire the deadline if it is due (an early call does nothing)."""
-        if self._deadline is not None and now >= self._deadline:
-            self._deadline = None
-            self._input("timer", now)
-
-    def actions(self) -> list[IvrAction]:
-        """Drain the actions produced so far, in order."""
-        out = list(self._actions)
-        self._actions.clear()
-        return out
-
     # -- state -----------------------------------------------------------------------------
-
-    @property
-    def ended(self) -> bool:
-        return self.state == "ended"
 
     @property
     def ivr_path(self) -> tuple[str, ...]:
@@ -160,22 +123,12 @@ class IvrSession:
     def _name(self) -> str:
         return self.menu.name if self.menu else self.first_menu
 
-    def _input(self, inp: str, now: float, arg: str = "") -> None:
-        handler = SESSION_TABLE.get((self.state, inp))
-        if handler is None:
-            raise InvalidInput(f"ivr {self._name}: {inp!r} while {self.state}")
-        if handler == IGNORE:
-            self.stats[f"{self.state}:{inp}"] += 1
-            log.debug("ivr %s: %s ignored while %s", self._name, inp, self.state)
-            return
-        self._hops = 0
-        if arg:
-            getattr(self, handler)(arg, now)
-        else:
-            getattr(self, handler)(now)
+    @property
+    def label(self) -> str:
+        return f"ivr {self._name}"
 
-    def _emit(self, action: IvrAction) -> None:
-        self._actions.append(action)
+    def _accepted(self, inp: str) -> None:
+        self._hops = 0
 
     def _menu(self) -> Menu:
         if self.menu is None:

@@ -151,6 +151,14 @@ class ProtocolAgent:
         assert reply["type"] == "result", reply
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
 
+    async def go_available(self) -> dict[str, Any]:
+        """connect, start_media and login: a ready agent; returns the login reply."""
+        await self.connect()
+        await self.start_media()
+        reply = await self.request("login")
+        assert reply["type"] == "result" and reply["state"]["state"] == "available", reply
+        return reply
+
     async def _listen(self, track: MediaStreamTrack) -> None:
         while True:
             try:

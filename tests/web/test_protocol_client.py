@@ -82,9 +82,7 @@ def test_answer_dtmf_hold_transfer_hangup(srv: RunningServer, tmp_path: Path) ->
         alice = ProtocolAgent(srv.web_url, tls(srv), "alice", "alice-pw", ALICE_HZ)
         bob = ProtocolAgent(srv.web_url, tls(srv), "bob", "bob-pw", BOB_HZ)
         try:
-            await alice.connect()
-            await alice.start_media()
-            assert (await alice.request("login"))["state"]["state"] == "available"
+            await alice.go_available()
             proc = await caller(srv, tmp_path, 30)
             offer = await alice.event("offer")
             call = offer["call"]["id"]
@@ -98,9 +96,7 @@ def test_answer_dtmf_hold_transfer_hangup(srv: RunningServer, tmp_path: Path) ->
             await asyncio.sleep(3)
             assert (await alice.request("resume", call=call))["call"]["state"] == "connected"
             await asyncio.sleep(2)
-            await bob.connect()
-            await bob.start_media()
-            await bob.request("login")
+            await bob.go_available()
             reply = await alice.request("transfer", call=call, to={"agent": "bob"})
             assert reply["state"]["state"] == "wrap-up", reply
             ended = await alice.event("call-ended")
@@ -135,9 +131,7 @@ def test_reconnect_resumes_the_call_and_grace_expiry_requeues(srv: RunningServer
     async def run() -> None:
         alice = ProtocolAgent(srv.web_url, tls(srv), "alice", "alice-pw", ALICE_HZ)
         try:
-            await alice.connect()
-            await alice.start_media()
-            await alice.request("login")
+            await alice.go_available()
             proc = await caller(srv, tmp_path, 24)
             call = (await alice.event("offer"))["call"]["id"]
             await alice.request("answer", call=call)
@@ -175,9 +169,7 @@ def test_two_agents_share_the_calls_fairly(server_factory, tmp_path: Path) -> No
         taken: list[str] = []
         try:
             for a in agents:
-                await a.connect()
-                await a.start_media()
-                await a.request("login")
+                await a.go_available()
             for n in range(4):
                 proc = await caller(srv, tmp_path, 8, name=f"c{n}")
                 offer, who = await first_offer(agents)
@@ -309,9 +301,7 @@ def test_consult_an_outside_number_then_hand_the_caller_over(server_factory, tmp
     async def run() -> dict:
         alice = ProtocolAgent(srv.web_url, tls(srv), "alice", "alice-pw", ALICE_HZ)
         try:
-            await alice.connect()
-            await alice.start_media()
-            await alice.request("login")
+            await alice.go_available()
             proc = await caller(srv, tmp_path, 20)
             call = (await alice.event("offer"))["call"]["id"]
             await alice.request("answer", call=call)
