@@ -139,9 +139,8 @@ class TransferMachine(EngineCore):
             call.consult = ""
             if k is not None:
                 target = k.agent.id if k.agent is not None else ""
-                self._end_consult(k, now, "caller-hangup")
-                self._emit(ConsultEnded(call.id, k.id, call.agent.id if call.agent else "", target,
-                                        "caller-hangup"))
+                self._end_consult(k, now, reason)  # how the customer call ended
+                self._emit(ConsultEnded(call.id, k.id, call.agent.id if call.agent else "", target, reason))
             return
         c = self.calls.get(call.consult_for)
         call.consult_for = ""
