@@ -7,8 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/demo.toml
 
-APT_RUNTIME := libopus0 libportaudio2 ca-certificates espeak-ng sox
-APT_TEST    := sip-tester baresip-core tshark chromium
+APT_RUNTIME := libopus0 libportaudio2 ca-certificates espeak-ng sox libtk8.6 fonts-dejavu-core
+APT_TEST    := sip-tester baresip-core tshark chromium xvfb
 APT_VENV    := python3-venv
 
 .PHONY: demo test deps test-deps prompts bench clean

@@ -1,5 +1,6 @@
-"""``softphone`` command line: the headless agent (``--headless``), the readiness check
-(``--echo-test``) and the audio device list (``--list-devices``).
+"""``softphone`` command line: the desktop window (the default, softphone/gui.py), the headless
+agent (``--headless``), the readiness check (``--echo-test``) and the audio device list
+(``--list-devices``).
 
 Settings come from the command line, else from the configuration file
 (``$XDG_CONFIG_HOME/homeline/softphone.toml``, or ``--config FILE``)::
@@ -58,7 +59,8 @@ def list_devices() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="softphone", description="Homeline agent softphone")
+    p = argparse.ArgumentParser(prog="softphone", description="Homeline agent softphone: opens the window "
+                                "unless a mode (--headless, --echo-test, --list-devices) is given")
     p.add_argument("--version", action="version", version=f"softphone (Homeline) {__version__}")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     mode = p.add_argument_group("headless agent and readiness check")
@@ -86,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--calls", type=int, metavar="N", help="exit after N answered calls")
     mode.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     mode.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")
+    # the window's test hooks (softphone/gui_script.py): audio from files, a scripted session
+    p.add_argument("--audio", choices=("device", "file", "fake", "fake-none"), default="device", help=argparse.SUPPRESS)
+    p.add_argument("--script", metavar="FILE", help=argparse.SUPPRESS)
     return p
 
 
@@ -96,10 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_devices()
     if args.headless or args.echo_test:
         return run_agent(args)
-    p.print_usage(sys.stderr)
-    sys.stderr.write("softphone: the desktop window is not available in this version; "
-                     "use --headless or --echo-test\n")
-    return 2
+    try:  # no mode: the desktop window
+        from softphone.gui import run_gui
+    except ImportError as exc:  # a Python built without Tk
+        sys.stderr.write(f"softphone: the window needs Tk ({exc}): install python3-tk, or use --headless\n")
+        return 2
+    return run_gui(args)
 
 
 # -- headless mode ------------------------------------------------------------------------------
@@ -150,7 +157,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}") from None
     known = {"server", "secondary", "user", "password_file", "trust_fingerprint", "ca_file", "queues",
-             "failover_after"}
+             "failover_after", "gui"}  # gui: the window's own settings (devices, remember password)
     unknown = set(cfg) - known
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
