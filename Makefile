@@ -7,11 +7,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/demo.toml
 
-APT_RUNTIME := libopus0 libportaudio2 ca-certificates espeak-ng sox libtk8.6 fonts-dejavu-core
+APT_RUNTIME := libopus0 libportaudio2 ca-certificates espeak-ng sox libtk8.6 fonts-dejavu-core gcc
 APT_TEST    := sip-tester baresip-core tshark chromium xvfb
 APT_VENV    := python3-venv
 
-.PHONY: demo test deps test-deps prompts bench clean
+.PHONY: demo test deps test-deps prompts bench loopback clean
 
 deps: $(STAMP)
 
@@ -38,6 +38,10 @@ test: test-deps prompts
 
 bench: test-deps
 	$(BIN)/python bench/sip_cps.py
+
+# a loopback against a running server's echo test (make demo in another terminal)
+loopback: deps
+	$(BIN)/acd loopback sip:echo@127.0.0.1:5060 --calls 20 --rate 2 --concurrency 8 --report loopback.html
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -238,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     from acd.store.commands import add_commands  # acd agents ..., acd cdr
 
     add_commands(sub)
+    from acd.loopback.cli import add_parser as add_loopback  # acd loopback TARGET_URI ...
+
+    add_loopback(sub)
     return p
 
 
