@@ -38,20 +38,12 @@ class CallbackDialler:
         call.app["callback"] = True  # its end is not an abandonment
         srv.say_and_hang_up(call, action.prompt or "queue/callback-confirm")
 
-    def _trunk_for(self, call_id: str) -> str | None:
-        trunks = self.server.config.trunks
-        wanted = self.pending.get(call_id, {}).get("trunk")
-        for trunk in trunks:
-            if trunk.name == wanted and trunk.proxy:
-                return trunk.name
-        return next((t.name for t in trunks if t.proxy), None)
-
     def dial(self, action: A.ConnectCall) -> None:
         asyncio.get_running_loop().create_task(self._dial(action))
 
     async def _dial(self, action: A.ConnectCall) -> None:
         srv = self.server
-        trunk = self._trunk_for(action.call)
+        trunk = srv.config.dial_out_trunk(self.pending.get(action.call, {}).get("trunk"))
         if trunk is None:
             log.warning("callback %s: no trunk with a proxy to dial %s", action.call, action.callback_number)
             self._failed(action.call)

@@ -261,6 +261,12 @@ class Config:
                 return trunk
         return None
 
+    def dial_out_trunk(self, preferred: str | None = None) -> str | None:
+        """The trunk to dial out through: ``preferred`` when it has a proxy, else the first
+        trunk that has one (None: no trunk can dial out)."""
+        able = [t.name for t in self.trunks if t.proxy]
+        return preferred if preferred in able else (able[0] if able else None)
+
     def open_trunk_for(self, address: str | IPAddress) -> Trunk | None:
         """Step 1 of trunk matching: the trunk *without* credentials whose ``allow``
         network contains the source; the most specific (longest prefix) network wins."""

@@ -182,8 +182,7 @@ class ExternalTransfers:
 
     def _trunk_for(self, call: Call) -> str:
         """The trunk ``call`` came in on when it can dial out, else the first that can."""
-        trunks = [t for t in self.server.config.trunks if t.proxy]
-        return next((t.name for t in trunks if t.name == call.trunk), trunks[0].name if trunks else "")
+        return self.server.config.dial_out_trunk(call.trunk) or ""
 
     def consult_start(self, call: Call, agent: str, number: str, party_for: Callable[[int, int], Any],
                       on_state: Callable[[str, str], None]) -> None:

@@ -464,3 +464,19 @@ prompt = "digits/1"
         load_config(path)
     warned = [r.getMessage() for r in caplog.records if "has skill" in r.getMessage()]
     assert len(warned) == 1 and "ivr.main.options.2" in warned[0] and "french" in warned[0], warned
+
+
+def test_dial_out_trunk_prefers_the_given_trunk_with_a_proxy(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """
+[trunks.inbound]
+allow = ["10.0.0.0/8"]
+[trunks.carrier]
+allow = ["192.0.2.0/24"]
+proxy = "sip:carrier.example"
+[trunks.backup]
+allow = ["198.51.100.0/24"]
+proxy = "sip:backup.example"
+"""))
+    assert cfg.dial_out_trunk("backup") == "backup"
+    assert cfg.dial_out_trunk("inbound") == "carrier" and cfg.dial_out_trunk() == "carrier"
+    assert dataclasses.replace(cfg, trunks=cfg.trunks[:1]).dial_out_trunk("inbound") is None

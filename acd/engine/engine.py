@@ -54,7 +54,7 @@ class AgentView:
     talk_s: float
     test: bool
     wrapup_until: float | None = None  # engine time the wrap-up ends by itself
-    ring_until: float | None = None  # reserved: engine time the offer times out
+    ring_until: float | None = None  # engine time the ringing offer times out
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ class WebService:
 
     def consult_number(self, call_id: str, agent: str, number: str, party_for: Any, on_state: Any) -> bool:
         call = self.server.by_id.get(call_id)
-        if call is None or call.ended or not any(t.proxy for t in self.server.config.trunks):
+        if call is None or call.ended or self.server.config.dial_out_trunk() is None:
             return False
         self.server.transfers.consult_start(call, agent, number, party_for, on_state)
         return True
