@@ -56,9 +56,28 @@ def test_latency_of_both_engines(in_rate: int, out_rate: int) -> None:
     assert held[0] == in_rate // 50 * out_rate / in_rate and 0.02 < max(held) / out_rate < 0.2
     steady = Resampler(in_rate, out_rate, steady=True)
     y, held = blockwise(steady, x)
-    # variable-rate engine: after the first blocks, one 20 ms block in gives 20 ms out,
-    # with a constant hold-back of 12.5 to 30 ms
-    assert all(h == held[-1] for h in held[3:]) and 0.0125 <= held[-1] / out_rate <= 0.030
+    # integer ratios: the low-delay polyphase filter; after the first block, one 20 ms block
+    # in gives 20 ms out, holding back only the filter's group delay (2.1 ms or 4.3 ms)
+    low = min(in_rate, out_rate)
+    assert all(h == held[-1] for h in held[1:]) and held[-1] / out_rate == pytest.approx(0.00425 if low == 8000 else 0.002125)
+    assert len(y) == out_rate and abs(dominant_frequency(y, out_rate, 0.1) - 440) < 0.5
+    # ... aligned with the input: no delay of its own inside the signal (chirp against soxr HQ)
+    t = np.arange(in_rate) / in_rate
+    chirp = np.round(8000 * np.sin(2 * np.pi * (100 * t + 1000 * t**2))).astype(np.int16)
+    ref = resample_file_rate(chirp, in_rate, out_rate)
+    z, _ = blockwise(Resampler(in_rate, out_rate, steady=True), chirp)
+    delay_s, peak = xcorr_delay(ref, z, out_rate, 0.01)
+    assert abs(delay_s) <= 0.0001 and peak > 0.99
+
+
+@pytest.mark.parametrize("in_rate,out_rate", [(44100, 48000), (48000, 44100), (32000, 48000), (48000, 24000 * 3 // 2)])
+def test_soxr_variable_rate_engine_for_other_ratios(in_rate: int, out_rate: int) -> None:
+    x = sine(440, in_rate, 1.0)
+    steady = Resampler(in_rate, out_rate, steady=True)
+    y, held = blockwise(steady, x)
+    # soxr's variable-rate engine: one 20 ms block in gives 20 ms out after the first blocks,
+    # with a constant hold-back of 5 to 30 ms
+    assert all(abs(h - held[-1]) <= 1 for h in held[3:]) and 0.005 <= held[-1] / out_rate <= 0.030
     assert len(y) == out_rate and abs(dominant_frequency(y, out_rate, 0.1) - 440) < 0.5
     # ... and a group delay of its own under 0.3 ms (measured with a chirp)
     t = np.arange(in_rate) / in_rate
@@ -67,6 +86,46 @@ def test_latency_of_both_engines(in_rate: int, out_rate: int) -> None:
     z, _ = blockwise(Resampler(in_rate, out_rate, steady=True), chirp)
     delay_s, peak = xcorr_delay(ref, z, out_rate, 0.01)
     assert -0.0001 < delay_s <= 0.0003 and peak > 0.97
+
+
+@pytest.mark.parametrize("in_rate,out_rate", PAIRS + [(48000, 96000), (96000, 48000)])
+def test_low_delay_filter_passband_and_stopband(in_rate: int, out_rate: int) -> None:
+    """Flat to 85 % of the lower Nyquist frequency; ≥ 80 dB against aliases and images."""
+    low = min(in_rate, out_rate)
+    for f in (0.1 * low / 2, 0.5 * low / 2, 0.85 * low / 2):
+        y, _ = blockwise(Resampler(in_rate, out_rate, steady=True), sine(f, in_rate, 0.5, amp=16000))
+        core = y[out_rate // 20:-out_rate // 20].astype(float)
+        gain_db = 20 * np.log10(np.sqrt(2 * np.mean(core ** 2)) / 16000)
+        assert abs(gain_db) < 0.02, (f, gain_db)
+    if out_rate < in_rate:  # tones from the lower Nyquist frequency up must not fold back
+        for f in (1.0 * low / 2 + 10, 0.6 * low, 0.9 * low, in_rate / 2 - 100):
+            y, _ = blockwise(Resampler(in_rate, out_rate, steady=True), sine(f, in_rate, 0.5, amp=32000))
+            assert np.abs(y[low // 20:-low // 20].astype(float)).max() <= 32000 * 10 ** (-80 / 20) + 1, f
+    else:  # a tone below the lower Nyquist frequency must leave no image above it
+        f = 0.8 * low / 2
+        y, _ = blockwise(Resampler(in_rate, out_rate, steady=True), sine(f, in_rate, 1.0, amp=32000))
+        n = out_rate // 2
+        spectrum = np.abs(np.fft.rfft(y[out_rate // 4:out_rate // 4 + n] * np.blackman(n)))
+        freqs = np.fft.rfftfreq(n, 1 / out_rate)
+        images = spectrum[freqs > low / 2 + 50].max() / spectrum.max()
+        assert 20 * np.log10(images + 1e-12) < -80
+
+
+def test_low_delay_filter_any_block_sizes_give_the_same_stream() -> None:
+    x = sine(997, 48000, 0.3)
+    rng = np.random.default_rng(7)
+    for in_rate, out_rate, src in ((48000, 16000, x), (48000, 8000, x), (16000, 48000, x[::3].copy())):
+        whole = Resampler(in_rate, out_rate, steady=True)
+        one = np.concatenate([whole.process(src), whole.flush()])
+        r, outs, i = Resampler(in_rate, out_rate, steady=True), [], 0
+        while i < len(src):
+            n = int(rng.integers(1, 700))
+            outs.append(r.process(src[i:i + n]))
+            i += n
+        outs.append(r.flush())
+        pieces = np.concatenate(outs)
+        assert len(pieces) == len(one) == len(src) * out_rate // in_rate
+        assert np.array_equal(pieces, one)
 
 
 @pytest.mark.parametrize("steady", [False, True])
