@@ -1,5 +1,5 @@
 """The agent's session, shared by the desktop GUI and the headless mode: what the agent is
-(``state``, ``offer``, ``call``, ``consult``), what they can do (async methods, one per protocol
+(``state``, ``offer``, ``call``, ``consulting``), what they can do (async methods, one per protocol
 request of docs/agent-protocol.md §3.5-3.8), and what happened (``history``: one dict per
 offered call, with a quality summary for the calls that were answered).
 
@@ -104,7 +104,7 @@ class AgentSession:
         self.offer: dict[str, Any] | None = None
         self._gone_offer: dict[str, Any] | None = None
         self.call: dict[str, Any] | None = None
-        self.consult: dict[str, Any] | None = None
+        self.consulting: dict[str, Any] | None = None
         self.breaks: list[dict[str, Any]] = []
         self.agent_queues: list[str] = []
         self.muted = False
@@ -319,7 +319,7 @@ class AgentSession:
         elif kind == "call-ended":
             self._finish(str(ev.get("call")), str(ev.get("by", "")), str(ev.get("reason", "")))
         elif kind == "consult":
-            self.consult = None if ev.get("state") == "ended" else \
+            self.consulting = None if ev.get("state") == "ended" else \
                 {"call": ev.get("call"), "state": ev.get("state"), "target": ev.get("target")}
         elif kind == "echo-test-result":
             result = {k: v for k, v in ev.items() if k != "type"}
@@ -352,7 +352,7 @@ class AgentSession:
         self.breaks = list(welcome.get("breaks") or [])
         self.agent_queues = list(welcome.get("queues") or [])
         self._set_state(welcome.get("state") or {"state": "logged-out"})
-        self.consult = welcome.get("consult")
+        self.consulting = welcome.get("consult")
         offer = welcome.get("offer")
         self.offer = dict(offer) if offer else None
         call = welcome.get("call")

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--duration", type=float, metavar="S",
                       help="hang up each call after S seconds (default: wait for the caller); "
                            "with --echo-test its length (default 10)")
-    mode.add_argument("--calls", type=int, metavar="N", help="exit after N answered calls")
+    mode.add_argument("--calls", type=int, metavar="N", help="exit after N answered calls (consultations count) once no call is in progress")
     mode.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     mode.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")
     # the window's test hooks (softphone/gui_script.py): audio from files, a scripted session
@@ -257,7 +257,8 @@ def _connection(settings: dict[str, Any]) -> Any:
 
 
 class _Headless:
-    """Auto-answer loop: hang up after ``duration``, end wrap-up at once, stop after ``calls``."""
+    """Auto-answer loop: hang up after ``duration``, end wrap-up at once, stop after ``calls``
+    answered calls (consultations count) once no call is in progress."""
 
     def __init__(self, session: Any, duration: float | None, calls: int | None) -> None:
         self.session = session
@@ -297,8 +298,8 @@ class _Headless:
                 log.info("call %s done: %.1f s, rtt %s ms, jitter %s ms, loss %s %%, MOS %s",
                          ev["record"]["id"], ev["record"]["duration_s"] or 0, q.get("rtt_ms"), q.get("jitter_ms"),
                          q.get("loss_pct"), q.get("mos"))
-            if self._enough(self.summaries):
-                self.stop(f"{self.calls} call(s) answered")
+            if self._enough(self.summaries) and not self.session.call:  # a consultation may have become a call
+                self.stop(f"{self.summaries} call(s) answered")
         elif kind == "connection" and ev.get("state") in ("failed", "replaced"):
             self.error = ev.get("error") or {"kind": ev.get("state"), "message": ev.get("message", "")}
             self.stop(f"connection {ev.get('state')}: {ev.get('message', '')}")

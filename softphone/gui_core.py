@@ -224,7 +224,7 @@ class Backend:
                     "consult": None, "muted": False, "breaks": [], "queues": [], "agent": {}, "history": [],
                     "connected": False, "server": None, "last_echo_test": None}
         return copy.deepcopy({
-            "state": s.state, "offer": s.offer, "call": s.call, "consult": s.consult, "muted": s.muted,
+            "state": s.state, "offer": s.offer, "call": s.call, "consult": s.consulting, "muted": s.muted,
             "breaks": s.breaks, "queues": s.agent_queues, "agent": s.agent, "history": s.history,
             "connected": s.conn.connected, "server": s.conn.server, "last_echo_test": s.last_echo_test,
             "media": s.media.state, "server_media": s.server_media})

@@ -163,11 +163,13 @@ class MainView(tk.Frame):
         reg("main.muted", self.mute_banner)
         self.consult_row = tk.Frame(tab, background="#FFF3E0", padx=6, pady=4)
         self.consult_label = _label(self.consult_row, "", background="#FFF3E0")
-        self.consult_label.pack(side="left")
-        self.b_consult_cancel = ttk.Button(self.consult_row, text="Cancel", command=lambda: self.act("consult_cancel"))
-        self.b_consult_cancel.pack(side="right")
-        self.b_consult_complete = ttk.Button(self.consult_row, text="Complete",
+        self.consult_label.pack(side="top", anchor="w")  # its own line: any name fits beside nothing
+        consult_buttons = tk.Frame(self.consult_row, background="#FFF3E0")
+        consult_buttons.pack(side="top", fill="x", pady=(4, 0))
+        self.b_consult_cancel = ttk.Button(consult_buttons, text="Cancel", command=lambda: self.act("consult_cancel"))
+        self.b_consult_complete = ttk.Button(consult_buttons, text="Complete transfer",
                                              command=lambda: self.act("consult_complete"))
+        self.b_consult_cancel.pack(side="right")
         self.b_consult_complete.pack(side="right", padx=4)
         reg("main.consult_state", self.consult_label)
         reg("main.consult_complete", self.b_consult_complete)

@@ -474,3 +474,141 @@ def test_settings_keyring_and_screenshots_without_a_window(tmp_path: Path, monke
     idat = png.index(b"IDAT")
     rows = zlib.decompress(png[idat + 4: idat + 4 + struct.unpack(">I", png[idat - 4:idat])[0]])
     assert rows == b"\x00" + bytes([0, 255, 0, 0, 0, 255]) + b"\x00" + bytes([0x10, 0x20, 0x30, 255, 0, 0])
+
+
+ACD_TWO = ACD.replace("[agents.alice]", f"""[queues.sales]
+ring_timeout_s = 20
+wrapup_s = 1
+
+[agents.bob]
+queues = {{sales = 5}}
+password_hash = "{hash_password('bob-pw')}"
+
+[agents.alice]""")
+BOB_HZ = 1400.0
+
+
+def seconds_of(path: Path, freq: float, start_s: float = 0.0, end_s: float | None = None) -> float:
+    present, _ = tone_blocks(path, freq)
+    return 0.5 * sum(present[int(start_s * 2):None if end_s is None else int(end_s * 2)])
+
+
+def test_gui_transfers_and_consults_end_to_end(server_factory, tmp_path: Path, xvfb, guis) -> None:
+    """The window's transfer dialog: a blind transfer of the first caller to agent bob (a
+    headless softphone), then a consultation with bob on the second call (the caller hears music,
+    alice and bob hear each other), completed: the caller ends up talking to bob."""
+    from tests.softphone.test_headless import Softphone
+
+    srv = server_factory(acd=ACD_TWO)
+    config = tmp_path / "cfg" / "homeline" / "softphone.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'server = "{srv.web_url}"\nuser = "alice"\ntrust_fingerprint = ["{fingerprint(cert(srv))}"]\n'
+                      'queues = ["support"]\n')
+    bob_dir = tmp_path / "bob"
+    bob_dir.mkdir()
+    bob = Softphone(bob_dir, [srv], "--tone", str(BOB_HZ), "--record", str(bob_dir / "heard.wav"),
+                    "--calls", "2", user="bob")
+    bob.wait_log(r"available", 30)
+    heard = tmp_path / "heard.wav"
+
+    def to_bob(kind: str) -> list[dict]:
+        return [{"do": "click", "target": f"main.{kind}"},
+                {"do": "wait", "target": "transfer.kind_agent"},
+                {"do": "click", "target": "transfer.kind_agent"},
+                {"do": "type", "target": "transfer.target", "text": "bob"},
+                {"do": "click", "target": "transfer.ok"}]
+
+    steps = [
+        {"do": "wait", "view": "login"},
+        {"do": "type", "target": "login.password", "text": "alice-pw"},
+        {"do": "click", "target": "login.submit"},
+        {"do": "wait", "state": "logged-out"},
+        {"do": "click", "target": "main.available"},
+        {"do": "wait", "state": "available"},
+        {"do": "signal", "name": "available"},
+        {"do": "wait", "target": "popup.caller", "timeout": 30},
+        {"do": "click", "target": "popup.answer"},
+        {"do": "wait", "state": "on-call"},
+        {"do": "sleep", "seconds": 3},
+        *to_bob("transfer"),  # blind
+        {"do": "wait", "state": "wrap-up"},
+        {"do": "wait", "target": "main.message", "text": "Call transferred"},
+        screens(tmp_path, "1-transferred"),
+        {"do": "click", "target": "main.wrapup_done"},
+        {"do": "wait", "state": "available"},
+        {"do": "signal", "name": "free"},
+        {"do": "wait", "target": "popup.caller", "timeout": 40},
+        {"do": "click", "target": "popup.answer"},
+        {"do": "wait", "state": "on-call"},
+        {"do": "sleep", "seconds": 3},
+        *to_bob("consult"),
+        {"do": "wait", "target": "main.consult_state", "text": "connected"},
+        {"do": "signal", "name": "consulting"},
+        {"do": "sleep", "seconds": 4},
+        screens(tmp_path, "2-consulting"),
+        {"do": "click", "target": "main.consult_complete"},
+        {"do": "wait", "state": "wrap-up"},
+        {"do": "signal", "name": "completed"},
+        {"do": "click", "target": "main.wrapup_done"},
+        {"do": "wait", "state": "available"},
+        {"do": "tab", "index": 1},
+        {"do": "wait", "target": "main.history", "text": "support"},
+        screens(tmp_path, "3-history"),
+        {"do": "click", "target": "main.logout"},
+        {"do": "wait", "view": "login"},
+    ]
+    gui = Gui(tmp_path, xvfb, steps, "--tone", str(AGENT_HZ), "--record", str(heard), config=config)
+    guis.append(gui)
+    try:
+        gui.wait_signal("available", 30)
+        first = start_caller(srv, tmp_path, 12)
+        gui.wait_signal("free", 40)
+        one = caller_result(first, 40)
+        bob.wait_log(r"call \S+ done", 15)
+        deadline = time.monotonic() + 15  # bob's wrap-up (1 s) over: his latest state is available
+        while re.findall(r"state (\S+)", bob.log())[-1] != "available":
+            assert time.monotonic() < deadline, bob.log()[-2000:]
+            time.sleep(0.1)
+        second_dir = tmp_path / "second"
+        second_dir.mkdir()
+        second = start_caller(srv, second_dir, 22)
+        gui.wait_signal("consulting", 60)
+        t_consult = time.monotonic()
+        gui.wait_signal("completed", 30)
+        t_completed = time.monotonic()
+        lines = gui.finish(60)
+        two = caller_result(second, 40)
+        code, summary = bob.summary(40)
+    finally:
+        bob.kill()
+    assert one["answered"] and two["answered"], (one, two)
+    # bob answered three: the first caller, alice's consultation, then its caller (--calls 2 waits for it)
+    assert code == 0 and summary["calls_answered"] == 3 and summary["stopped_by"] == "3 call(s) answered", summary
+    # blind transfer: the first caller heard alice (1000 Hz), then bob (1400 Hz)
+    first_wav = tmp_path / "caller.wav"
+    assert seconds_of(first_wav, AGENT_HZ) >= 2, "the first caller never heard alice"
+    assert seconds_of(first_wav, BOB_HZ) >= 4, "the first caller did not reach bob"
+    # consultation: alice heard bob, bob heard alice; the caller heard neither while waiting
+    assert seconds_of(heard, BOB_HZ) >= 2.5, "alice did not hear bob during the consultation"
+    assert seconds_of(bob_dir / "heard.wav", AGENT_HZ) >= 2.5, "bob did not hear alice during the consultation"
+    second_wav = second_dir / "caller.wav"
+    consult_s = t_completed - t_consult
+    assert consult_s >= 3.5
+    # the second caller: alice first, then (after completion) bob for the rest of the call
+    assert seconds_of(second_wav, AGENT_HZ) >= 2, "the second caller never heard alice"
+    assert seconds_of(second_wav, BOB_HZ) >= 5, "the second caller did not end up with bob"
+    present_bob, _ = tone_blocks(second_wav, BOB_HZ)
+    present_alice, _ = tone_blocks(second_wav, AGENT_HZ)
+    last_alice = len(present_alice) - present_alice[::-1].index(True)
+    first_bob = present_bob.index(True)
+    assert first_bob - last_alice >= 6, ("the caller heard bob or alice while on hold", present_alice, present_bob)
+    events = [ln for ln in lines if ln["kind"] == "event"]
+    assert [e["type"] for e in events].count("call-started") == 2
+    consults = [e for e in events if e["type"] == "consult"]
+    assert any(e.get("state") == "connected" for e in consults), consults
+    shot = next(ln for ln in lines if ln["kind"] == "screenshot" and ln["path"].endswith("2-consulting.png"))
+    assert "Consulting bob" in shot["texts"]["main.consult_state"], shot["texts"]
+    assert not any(ln["kind"] == "notice" and ln.get("error") for ln in lines), lines
+    log = srv.wait_log(r"agent alice logged out")
+    cdrs = [ln for ln in log.splitlines() if "CDR CallRecord(" in ln]
+    assert len(cdrs) == 2 and all("agent='bob'" in c and "outcome='answered'" in c for c in cdrs), cdrs

@@ -74,18 +74,19 @@ def caller_result(proc: subprocess.Popen, timeout: float = 40) -> dict:
 class Softphone:
     """``softphone --headless`` as a subprocess; its log (stderr) goes to a file to poll."""
 
-    def __init__(self, tmp: Path, servers: list[RunningServer], *args: str, trust: str = "ca") -> None:
-        pw = tmp / "alice.pw"
-        pw.write_text("alice-pw\n")
+    def __init__(self, tmp: Path, servers: list[RunningServer], *args: str, trust: str = "ca",
+                 user: str = "alice") -> None:
+        pw = tmp / f"{user}.pw"
+        pw.write_text(f"{user}-pw\n")
         pw.chmod(0o600)
-        self.err_path = tmp / "softphone.err"
+        self.err_path = tmp / ("softphone.err" if user == "alice" else f"softphone-{user}.err")
         cmd = [sys.executable, "-m", "softphone.cli", "--headless", "--server", servers[0].web_url,
-               "--user", "alice", "--password-file", str(pw), "--auto-answer", "--json", *args]
+               "--user", user, "--password-file", str(pw), "--auto-answer", "--json", *args]
         if len(servers) > 1:
             cmd += ["--secondary", servers[1].web_url]
         for s in servers:
             cmd += ["--ca-file", str(cert(s))] if trust == "ca" else ["--trust-fingerprint", fingerprint(cert(s))]
-        env = dict(os.environ, XDG_STATE_HOME=str(tmp / "state"), XDG_CONFIG_HOME=str(tmp / "cfg"),
+        env = dict(os.environ, XDG_STATE_HOME=str(tmp / f"state-{user}"), XDG_CONFIG_HOME=str(tmp / f"cfg-{user}"),
                    PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                      stderr=self.err_path.open("w"), text=True)
@@ -404,5 +405,5 @@ def test_sigterm_logs_out_and_exits_cleanly(server_factory, tmp_path: Path, soft
     assert code == 0 and summary["ok"] and summary["stopped_by"] == "signal SIGTERM", summary
     assert summary["calls_answered"] == 0 and summary["calls"] == []
     srv.wait_log(r"agent alice logged out of session")  # the token was revoked
-    log = (tmp_path / "state" / "homeline" / "softphone.log").read_text()
+    log = (tmp_path / "state-alice" / "homeline" / "softphone.log").read_text()
     assert "stopping: signal SIGTERM" in log
