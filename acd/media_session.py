@@ -6,6 +6,7 @@ received, music, a prompt, later the other leg of a bridge); what it receives go
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -19,11 +20,13 @@ from media.quality import QualitySnapshot
 from media.stream import AudioStream, StreamParams
 from media.transport import MediaClock, RtpEndpoint
 
-__all__ = ["CallMedia", "params_from_sdp"]
+__all__ = ["CallMedia", "params_from_sdp", "FOLLOW_EVERY"]
 
 log = logging.getLogger(__name__)
 
 Source = Callable[[np.ndarray, float], "np.ndarray | None"]
+FOLLOW_EVERY = 25  # ticks between phase checks of a leg that follows its caller (0.5 s)
+FOLLOW_GUARD_MS = 1.0  # kept between a packet's due time and the tick that plays it
 
 
 def params_from_sdp(stream: NegotiatedStream, *, min_delay_ms: int = 20, max_delay_ms: int = 200) -> StreamParams:
@@ -44,8 +47,11 @@ class CallMedia:
     def __init__(self, clock: MediaClock, address: str, port: int, params: StreamParams, now: float, *,
                  nat: bool = False, source: Source = echo_source,
                  sink: Callable[[np.ndarray, float], None] | None = None,
-                 on_dtmf: Callable[[DtmfEvent], None] | None = None, label: str = "") -> None:
+                 on_dtmf: Callable[[DtmfEvent], None] | None = None, label: str = "",
+                 follow_phase: bool = False) -> None:
         self.clock = clock
+        self.follow_phase = follow_phase
+        self._ticks = 0
         self.label = label
         self.params = params
         self.stream = AudioStream(params, now)
@@ -94,6 +100,9 @@ class CallMedia:
         for event in self.stream.receive_rtp(packet, now):
             if self.on_dtmf is not None:
                 self.on_dtmf(event)
+        if self.follow_phase and not self._ticks and self._token is not None and self.stream.jitter.buffered:
+            self._ticks = 1
+            self._align(now)
 
     def _on_rtcp(self, data: bytes, now: float) -> None:
         self.stream.receive_rtcp(data, now)
@@ -115,6 +124,45 @@ class CallMedia:
         for event in stream.poll_dtmf(now):
             if self.on_dtmf is not None:
                 self.on_dtmf(event)
+        if self.follow_phase and self._ticks:
+            self._ticks += 1
+            if self._ticks % FOLLOW_EVERY == 0:
+                self._follow()
+
+    def _align(self, arrival: float) -> None:
+        """The first packet: move the leg's ticks to just after it is due, before anything is
+        echoed, so the far end sees one steady phase from the start."""
+        assert self._token is not None
+        cfg = self.stream.jitter.cfg  # the target the buffer will set on its first measure
+        target = min(max(cfg.margin_ms, cfg.min_delay_ms), cfg.max_delay_ms)
+        due = arrival + (target + FOLLOW_GUARD_MS) / 1000.0
+        slots = math.ceil((due - self.clock.next_tick(self._token)) / self.clock.slot_s - 1e-9)
+        if slots >= self.clock.slots:
+            slots -= self.clock.slots
+        elif slots <= -self.clock.slots:
+            slots += self.clock.slots
+        phase = self.clock.shift(self._token, slots)
+        log.debug("%s: first packet; phase %+d slots, now %d", self.label, slots, phase)
+
+    def _follow(self) -> None:
+        """Keep ticking just after the caller's packets are due as their timing drifts: one slot
+        at a time, only while the delay beyond the jitter buffer's target is less than a frame
+        (more, or below the target by more than a slot, is the buffer's to fix: it drops or
+        inserts whole frames), with a slot of hysteresis so a steady far end sees no change."""
+        jb = self.stream.jitter
+        if jb.state != "playing" or self._token is None:
+            return
+        slot_ms = self.clock.slot_s * 1000.0
+        excess = jb.current_delay_ms - jb.target_delay_ms
+        if 2 * slot_ms + FOLLOW_GUARD_MS < excess < self.clock.period * 1000.0:
+            slots = -1
+        elif -slot_ms <= excess < 0:
+            slots = 1
+        else:
+            return
+        phase = self.clock.shift(self._token, slots)
+        log.debug("%s: delay %.1f ms, target %.1f ms: phase %+d slot, now %d", self.label,
+                  jb.current_delay_ms, jb.target_delay_ms, slots, phase)
 
     def snapshot(self) -> QualitySnapshot:
         return self.stream.snapshot()

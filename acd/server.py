@@ -347,6 +347,9 @@ class Server:
             tone = ToneSource(ToneSpec("test", (float(tone_hz),), level_dbm0=-10.0), rate, params.ptime_ms)
             call.app["tap"] = AudioTap(rate, frame_samples=tone.frame_size)
             extra = {"source": lambda received, now: tone.next_frame(), "sink": call.app["tap"]}
+        else:  # the echo test: as little delay as the caller's jitter allows, on the caller's phase
+            params = replace(params, min_delay_ms=0)
+            extra = {"follow_phase": True}
         media = CallMedia(self.clock, self.config.rtp.address, call.app["rtp_port"], params,
                           self.transport.now if self.transport else 0.0, nat=self.config.rtp.nat,
                           on_dtmf=lambda ev: self._dtmf_event(call, ev), label=call.call_id, **extra)

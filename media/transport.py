@@ -180,55 +180,123 @@ class RtpEndpoint:
 
 class MediaClock:
     """One timer for all streams: every ``period`` seconds each registered callback runs with
-    the tick's scheduled time. Deadlines are absolute (start + k·period) so the clock does not
-    drift; a tick that runs late is counted, and missed ticks are run at once to catch up."""
+    its tick's scheduled time. Deadlines are absolute (start + k·slot) so the clock does not
+    drift; a tick that runs late is counted, and missed ticks are run at once to catch up.
 
-    def __init__(self, period: float = 0.02) -> None:
-        self.period = period
+    The period is split into ``slots`` phases. A callback starts at phase 0; :meth:`shift`
+    moves it by whole slots, so a leg can tick just after its packets arrive (the echo test
+    follows its caller's phase: :class:`acd.media_session.CallMedia`). The timer wakes only
+    at phases that have callbacks, so with every leg at phase 0 it is one wake-up per period.
+    """
+
+    def __init__(self, period: float = 0.02, slots: int = 8) -> None:
+        if period <= 0 or not 1 <= slots <= 64:
+            raise ValueError("need period > 0 and 1 <= slots <= 64")
+        self.period, self.slots = period, slots
+        self.slot_s = period / slots
         self.callbacks: dict[int, Callable[[float], None]] = {}
         self.stats: Counter[str] = Counter()
         self._ids = 0
+        self._due: dict[int, int] = {}  # token -> slot index of its next tick
+        self._buckets: dict[int, dict[int, None]] = {}  # slot index -> tokens due then
+        self._done = -1  # the last slot index run
         self._handle: asyncio.TimerHandle | None = None
-        self._next: float = 0.0
+        self._start = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, callback: Callable[[float], None]) -> int:
         self._ids += 1
-        self.callbacks[self._ids] = callback
-        if self._handle is None:
+        token = self._ids
+        self.callbacks[token] = callback
+        if self._loop is None:
             self._loop = asyncio.get_running_loop()
-            self._next = self._loop.time() + self.period
-            self._handle = self._loop.call_at(self._next, self._tick)
-        return self._ids
+            self._start = self._loop.time()
+        now_index = int((self._loop.time() - self._start) // self.slot_s)
+        first = (max(now_index, self._done) // self.slots + 1) * self.slots  # the next phase-0 tick
+        self._put(token, first)
+        self._arm()
+        return token
 
     def remove(self, token: int) -> None:
-        self.callbacks.pop(token, None)
-        if not self.callbacks and self._handle is not None:
+        if self.callbacks.pop(token, None) is None:
+            return
+        index = self._due.pop(token)
+        bucket = self._buckets.get(index)
+        if bucket is not None:
+            bucket.pop(token, None)
+            if not bucket:
+                del self._buckets[index]
+        self._arm()
+
+    def next_tick(self, token: int) -> float:
+        """When the callback runs next (loop time)."""
+        return self._start + self._due[token] * self.slot_s
+
+    def phase(self, token: int) -> int:
+        """The callback's phase: its slot within the period (0 … slots−1)."""
+        return self._due[token] % self.slots
+
+    def shift(self, token: int, slots: int) -> int:
+        """Move a callback's ticks ``slots`` slots later (negative: earlier), at most a period
+        less one slot either way; its next tick is never before now. Returns the new phase."""
+        if token not in self._due or slots == 0:
+            return self.phase(token) if token in self._due else 0
+        slots = max(-(self.slots - 1), min(self.slots - 1, slots))
+        old = self._due.pop(token)
+        bucket = self._buckets.get(old)  # None: its tick is running now
+        if bucket is not None:
+            bucket.pop(token, None)
+            if not bucket:
+                del self._buckets[old]
+        self._put(token, max(old + slots, self._done + 1))
+        self.stats["phase_shifts"] += 1
+        self._arm()
+        return self.phase(token)
+
+    def _put(self, token: int, index: int) -> None:
+        self._due[token] = index
+        self._buckets.setdefault(index, {})[token] = None
+
+    def _arm(self) -> None:
+        if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self._buckets and self._loop is not None:
+            self._handle = self._loop.call_at(self._start + min(self._buckets) * self.slot_s, self._tick)
 
     def _tick(self) -> None:
         assert self._loop is not None
+        self._handle = None
         now = self._loop.time()
-        late = now - self._next
+        first = min(self._buckets, default=None)
+        if first is None:
+            return
+        late = now - (self._start + first * self.slot_s)
         if late > self.period:
             self.stats["late_ticks"] += 1
-        runs = 1 + max(0, int(late // self.period))
-        if runs > 5:  # a long stall: don't replay it all, resync instead
+        if late > 5 * self.period:  # a long stall: don't replay it all, resync instead
             self.stats["resync"] += 1
-            self._next = now
-            runs = 1
-        for _ in range(runs):
-            tick = self._next
-            for callback in list(self.callbacks.values()):
+            skip = int(late // self.period) * self.slots
+            self._buckets = {i + skip: b for i, b in self._buckets.items()}
+            self._due = {t: i + skip for t, i in self._due.items()}
+        last = int((now - self._start) // self.slot_s + 1e-9)
+        while self._buckets:
+            index = min(self._buckets)
+            if index > last:
+                break
+            tokens = self._buckets.pop(index)
+            self._done = index
+            tick = self._start + index * self.slot_s
+            for token in tokens:
+                callback = self.callbacks.get(token)
+                if callback is None or self._due.get(token) != index:
+                    continue
+                self._put(token, index + self.slots)
                 try:
                     callback(tick)
                 except MediaError as exc:
                     self.stats["callback_error"] += 1
                     log.warning("media tick error: %s", exc)
-            self.stats["ticks"] += 1
-            self._next += self.period
-        if self.callbacks:
-            self._handle = self._loop.call_at(self._next, self._tick)
-        else:
-            self._handle = None
+            if index % self.slots == 0:
+                self.stats["ticks"] += 1
+        self._arm()

@@ -134,3 +134,33 @@ def test_media_clock_ticks_on_an_absolute_schedule() -> None:
     assert len(ticks) >= 20
     steps = {round(b - a, 6) for a, b in zip(ticks, ticks[1:])}
     assert steps == {0.01}  # scheduled times never drift, however late a tick ran
+
+
+def test_media_clock_phases_shift_a_callback_by_whole_slots() -> None:
+    """Slots of 2.5 ms: a callback shifted 3 slots later ticks 7.5 ms after the phase-0 one, then
+    1 slot earlier (5 ms after); every callback keeps one tick per period, none is lost or doubled."""
+    async def run() -> tuple[list[float], list[float], MediaClock, int]:
+        clock = MediaClock(0.02, slots=8)
+        base: list[float] = []
+        moved: list[float] = []
+        a = clock.add(base.append)
+        b = clock.add(moved.append)
+        await asyncio.sleep(0.1)
+        assert clock.shift(b, 3) == 3
+        await asyncio.sleep(0.1)
+        assert clock.shift(b, -1) == 2 and clock.phase(a) == 0
+        await asyncio.sleep(0.1)
+        clock.remove(a)
+        clock.remove(b)
+        return base, moved, clock, len(base)
+
+    base, moved, clock, n = asyncio.run(run())
+    assert abs(len(moved) - n) <= 1
+    assert {round(y - x, 6) for x, y in zip(base, base[1:])} == {0.02}
+    steps = [round(y - x, 4) for x, y in zip(moved, moved[1:])]
+    assert steps.count(0.0275) == 1 and steps.count(0.0175) == 1 and set(steps) == {0.02, 0.0275, 0.0175}, steps
+    offsets = {round((t - base[0]) % 0.02, 4) for t in moved[-3:]}
+    assert offsets == {0.005}
+    assert clock.stats["phase_shifts"] == 2 and clock._handle is None
+    with pytest.raises(ValueError):
+        MediaClock(0.02, slots=0)
