@@ -176,12 +176,13 @@ class CallMedia:
         return out
 
     def close(self, now: float) -> QualitySnapshot:
+        """Stop; returns the whole call's quality summary."""
         if self._token is not None:
             self.clock.remove(self._token)
             self._token = None
             report = self.stream.rtcp(now, bye=True)
             if report is not None:
                 self.endpoint.send_rtcp(report)
-        snap = self.snapshot()
+        snap = self.stream.snapshot(whole_call=True)
         self.endpoint.close()
         return snap

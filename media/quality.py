@@ -306,14 +306,20 @@ class StreamQuality:
     def one_way_delay_ms(self) -> float:
         return (self.rtt_ms or 0.0) / 2 + self.playout_delay_ms + self.frame_ms
 
-    def snapshot(self) -> QualitySnapshot:
+    def snapshot(self, *, whole_call: bool = False) -> QualitySnapshot:
+        """Now (loss and MOS over the latest interval), or with ``whole_call`` the summary at the
+        end of a call: loss and MOS over all of it (an end-of-call line must not report the last
+        few quiet seconds as the call's loss)."""
         delay = self.one_way_delay_ms
-        r = r_factor(self.codec, delay, self._effective_loss_pct, self.burst_ratio, plc=self.plc,
-                     params=self.params)
         expected, lost, received, dups, reordered = self._totals
         total = 100.0 * lost / expected if expected else 0.0
+        loss, effective = self.loss_pct, self._effective_loss_pct
+        if whole_call:
+            loss = total
+            effective = min(100.0, 100.0 * (lost + self.late_frames) / expected) if expected else 0.0
+        r = r_factor(self.codec, delay, effective, self.burst_ratio, plc=self.plc, params=self.params)
         return QualitySnapshot(self.codec, expected, received, lost, dups, reordered, self.late_frames,
-                               self.concealed_frames, self.jitter_ms, self.loss_pct, total, self.rtt_ms, delay,
+                               self.concealed_frames, self.jitter_ms, loss, total, self.rtt_ms, delay,
                                r, mos_from_r(r))
 
 

@@ -192,7 +192,7 @@ class AudioStream:
             packets.append(Bye((self.ssrc,), "call ended"))  # §6.6
         return build_compound(packets)
 
-    def snapshot(self) -> QualitySnapshot:
+    def snapshot(self, *, whole_call: bool = False) -> QualitySnapshot:
         self.quality.playout_delay_ms = self.jitter.current_delay_ms
         self.quality.observe(self.receiver)
-        return self.quality.snapshot()
+        return self.quality.snapshot(whole_call=whole_call)

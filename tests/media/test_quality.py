@@ -231,6 +231,10 @@ def test_stream_quality_lossy_interval_warns_and_recovers() -> None:
     sq.observe(rs)
     s = sq.snapshot()
     assert s.loss_pct == 0.0 and warnings(s) == () and s.packets_lost == lost
+    # ... while the end-of-call summary keeps the whole call's loss, and its MOS counts it
+    whole = sq.snapshot(whole_call=True)
+    assert whole.loss_pct == whole.total_loss_pct == pytest.approx(100 * lost / 4499)
+    assert whole.r_factor == pytest.approx(r_factor("PCMU", 20, 100 * lost / 4499)) and whole.mos < s.mos
 
 
 def test_late_and_concealed_frames_count_towards_the_e_model() -> None:
