@@ -33,6 +33,8 @@ prompts: deps
 demo: prompts
 	$(BIN)/acd serve --config $(CONFIG)
 
+# two workers: tests against real peers run one at a time on one (tests/conftest.py), unit tests on both
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 test: test-deps prompts
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

@@ -52,6 +52,7 @@ class CallMedia:
         self.clock = clock
         self.follow_phase = follow_phase
         self._ticks = 0
+        self._want = 0  # the last check's wish: -1 earlier, +1 later
         self.label = label
         self.params = params
         self.stream = AudioStream(params, now)
@@ -135,7 +136,7 @@ class CallMedia:
         assert self._token is not None
         cfg = self.stream.jitter.cfg  # the target the buffer will set on its first measure
         target = min(max(cfg.margin_ms, cfg.min_delay_ms), cfg.max_delay_ms)
-        due = arrival + (target + FOLLOW_GUARD_MS) / 1000.0
+        due = arrival + (target + FOLLOW_GUARD_MS) / 1000.0 + self.clock.slot_s  # a slot of headroom
         slots = math.ceil((due - self.clock.next_tick(self._token)) / self.clock.slot_s - 1e-9)
         if slots >= self.clock.slots:
             slots -= self.clock.slots
@@ -145,24 +146,28 @@ class CallMedia:
         log.debug("%s: first packet; phase %+d slots, now %d", self.label, slots, phase)
 
     def _follow(self) -> None:
-        """Keep ticking just after the caller's packets are due as their timing drifts: one slot
-        at a time, only while the delay beyond the jitter buffer's target is less than a frame
-        (more, or below the target by more than a slot, is the buffer's to fix: it drops or
-        inserts whole frames), with a slot of hysteresis so a steady far end sees no change."""
+        """Keep ticking just after the caller's packets are due as their timing drifts, one slot
+        at a time: later at once when the delay is below the jitter buffer's target; earlier after two checks in a row (1 s) above it by more than the alignment's
+        headroom but less than a frame (a frame or more is the buffer's to fix: it drops whole
+        frames). A steady far end sees no change."""
         jb = self.stream.jitter
         if jb.state != "playing" or self._token is None:
             return
         slot_ms = self.clock.slot_s * 1000.0
         excess = jb.current_delay_ms - jb.target_delay_ms
-        if 2 * slot_ms + FOLLOW_GUARD_MS < excess < self.clock.period * 1000.0:
-            slots = -1
-        elif -slot_ms <= excess < 0:
-            slots = 1
+        if 3 * slot_ms + FOLLOW_GUARD_MS < excess < self.clock.period * 1000.0:
+            want = -1
+        elif excess < 0:
+            want = 1
         else:
+            want = 0
+        if want == 0 or (want < 0 and self._want != want):  # earlier only when asked twice in a row; later
+            self._want = want  # at once, before the buffer would insert a whole frame (its patience is 1 s)
             return
-        phase = self.clock.shift(self._token, slots)
+        self._want = 0
+        phase = self.clock.shift(self._token, want)
         log.debug("%s: delay %.1f ms, target %.1f ms: phase %+d slot, now %d", self.label,
-                  jb.current_delay_ms, jb.target_delay_ms, slots, phase)
+                  jb.current_delay_ms, jb.target_delay_ms, want, phase)
 
     def snapshot(self) -> QualitySnapshot:
         return self.stream.snapshot()

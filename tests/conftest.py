@@ -36,3 +36,12 @@ def sipp() -> str:
     path = shutil.which("sipp")
     assert path, "sipp missing: make test installs Debian sip-tester"
     return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs two workers) the tests against real peers run one
+    at a time on one worker — they time real audio and start servers, browsers and pjsua2 — while
+    the other worker takes the unit tests."""
+    for item in items:
+        if item.get_closest_marker("interop") is not None:
+            item.add_marker(pytest.mark.xdist_group("interop"))

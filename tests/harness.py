@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PEER = ROOT / "tests" / "peers" / "pjsua_peer.py"
 
 
+_GIVEN: set[int] = set()  # ports handed out by this process: never twice (a config takes several)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free for both UDP and TCP (so one number serves both listeners)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -24,12 +27,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         with socket.socket(family, socket.SOCK_DGRAM) as u:
             u.bind((host, 0))
             port = u.getsockname()[1]
+            if port in _GIVEN:
+                continue
             try:
                 with socket.socket(family, socket.SOCK_STREAM) as t:
                     t.bind((host, port))
                     # leave one above free too (TLS listener) when possible
             except OSError:
                 continue
+            _GIVEN.add(port)
             return port
     raise RuntimeError("no free port")
 

@@ -105,10 +105,10 @@ def test_without_following_the_hold_is_the_buffer_s_20_ms_plus_the_clock_s_phase
 @pytest.mark.parametrize("first", [0.0011, 0.0137, 0.0199])
 def test_the_echo_ticks_just_after_its_packets_are_due(first: float) -> None:
     """Aligned at the first packet (before anything is echoed): every frame waits the buffer's
-    target (10 ms on a quiet line) plus at most two slots and the guard, from the start."""
+    target (10 ms on a quiet line) plus the guard and one or two slots, from the start."""
     holds, clock, echo = run(True, first=first)
     assert len(holds) >= 500 and echo.media.stream.jitter.stats["concealed"] == 0
-    assert 0.0100 <= holds.min() and holds.max() <= 0.0100 + 0.0005 + 2 * clock.slot_s + 0.001
+    assert 0.0100 + 0.001 + clock.slot_s - 0.0005 <= holds.min() and holds.max() <= 0.0100 + 0.0005 + 0.001 + 2 * clock.slot_s
     assert len(clock.shifts) <= 3  # the alignment, then at most a slot or two while the target settles
 
 
@@ -122,6 +122,6 @@ def test_the_echo_follows_a_drifting_caller_a_slot_at_a_time(drift: float) -> No
     jb = echo.media.stream.jitter
     assert jb.stats["concealed"] == 0 and jb.stats["dropped_catchup"] == 0 and jb.stats["inserted"] == 0
     # the target itself rises a little (the last 3 s of transits spread by the drift): 10-13 ms
-    assert 0.009 <= holds.min() and holds.max() < 0.020, np.percentile(holds, [0, 50, 100])
+    assert 0.009 <= holds.min() and holds.max() < 0.0225, np.percentile(holds, [0, 50, 100])
     moves = clock.shifts[1:]
     assert len(moves) >= 3 and all(s == (1 if drift < 0 else -1) for s in moves), clock.shifts
