@@ -181,6 +181,17 @@ def screens(tmp: Path, name: str) -> dict:
     return {"do": "screenshot", "path": str(tmp / "screens" / f"{name}.png")}
 
 
+def wrapup_history_logout(tmp: Path, shot: str) -> list[dict]:
+    """Steps: wrap-up Done, back to available, the History tab (screenshot), log out."""
+    return [{"do": "click", "target": "main.wrapup_done"},
+            {"do": "wait", "state": "available"},
+            {"do": "tab", "index": 1},
+            {"do": "wait", "target": "main.history", "text": "support"},
+            screens(tmp, shot),
+            {"do": "click", "target": "main.logout"},
+            {"do": "wait", "view": "login"}]
+
+
 def test_gui_takes_a_call_end_to_end(server_factory, tmp_path: Path, xvfb, guis) -> None:
     """Log in, go available, the popup shows the caller, answer, audio both ways, mute with F7 (the
     caller hears silence), unmute, DTMF from the keypad, hold and resume, hang up with Esc, wrap-up
@@ -238,13 +249,7 @@ def test_gui_takes_a_call_end_to_end(server_factory, tmp_path: Path, xvfb, guis)
         {"do": "wait", "state": "wrap-up"},
         {"do": "wait", "target": "main.wrapup", "text": "left"},
         screens(tmp_path, "5-wrap-up"),
-        {"do": "click", "target": "main.wrapup_done"},
-        {"do": "wait", "state": "available"},
-        {"do": "tab", "index": 1},
-        {"do": "wait", "target": "main.history", "text": "support"},
-        screens(tmp_path, "6-history"),
-        {"do": "click", "target": "main.logout"},
-        {"do": "wait", "view": "login"},
+        *wrapup_history_logout(tmp_path, "6-history"),
     ]
     gui = Gui(tmp_path, xvfb, steps, "--tone", str(AGENT_HZ), "--record", str(heard), config=config)
     guis.append(gui)
@@ -549,13 +554,7 @@ def test_gui_transfers_and_consults_end_to_end(server_factory, tmp_path: Path, x
         {"do": "click", "target": "main.consult_complete"},
         {"do": "wait", "state": "wrap-up"},
         {"do": "signal", "name": "completed"},
-        {"do": "click", "target": "main.wrapup_done"},
-        {"do": "wait", "state": "available"},
-        {"do": "tab", "index": 1},
-        {"do": "wait", "target": "main.history", "text": "support"},
-        screens(tmp_path, "3-history"),
-        {"do": "click", "target": "main.logout"},
-        {"do": "wait", "view": "login"},
+        *wrapup_history_logout(tmp_path, "3-history"),
     ]
     gui = Gui(tmp_path, xvfb, steps, "--tone", str(AGENT_HZ), "--record", str(heard), config=config)
     guis.append(gui)
