@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["add_parser", "cmd_loopback", "main"]
+__all__ = ["add_parser", "cmd_loopback", "main", "parse_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,58 @@ _EPILOG = """examples:
   acd loopback sip:echo@127.0.0.1:5060
   acd loopback sip:support@127.0.0.1:5060 --calls 20 --rate 2 --concurrency 8 --report run.html
   acd loopback sip:echo@pbx.example.com --user trunk1 --password s3cret --codec g722 --loss 3 --jitter 20
+  acd loopback sip:echo@127.0.0.1:5060 --sweep-loss 0,2,5,10 --sweep-jitter 20,60,120 --report sweep.html
 
 Each call plays espeak-ng speech (made once into ~/.cache/homeline/loopback) after
 --lead-in seconds of silence and records what comes back. Round trip: cross-correlation;
 PESQ: ITU-T P.862 (G.711, narrowband) or P.862.2 (G.722, wideband), beside the codec's own
 score on the same speech offline (the ceiling). --loss/--jitter put a SIP+RTP relay between
-the pjsua2 workers and the target (UDP targets only)."""
+the pjsua2 workers and the target (UDP targets only).
+
+Sweep: --sweep-loss 0,2,5,10 and/or --sweep-jitter 0,20,40,80 run the calls once per step
+(loss steps, then jitter steps; the other impairment as --loss/--jitter) and the report
+plots PESQ against the impairment. The verdict is that of the least impaired step."""
+
+
+def parse_steps(text: str, below: float | None = None, unit: str = "") -> list[float]:
+    """``"0,2,5"`` -> ``[0.0, 2.0, 5.0]``: numbers >= 0 (and below ``below``), duplicates
+    dropped, order kept; ValueError for anything else."""
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or not all(items):
+        raise ValueError(f"expected numbers separated by commas, such as 0,2,5; not {text!r}")
+    steps: list[float] = []
+    for item in items:
+        try:
+            value = float(item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a number") from None
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{item!r} is not a number >= 0")
+        if below is not None and value >= below:
+            raise ValueError(f"{item}{unit} is out of range: it must be below {below:g}{unit}")
+        if value not in steps:
+            steps.append(value)
+    return steps
+
+
+def _arg_steps(below: float | None, unit: str) -> Any:
+    def parse(text: str) -> list[float]:
+        try:
+            return parse_steps(text, below, unit)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -55,6 +102,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--impair", choices=("send", "recv", "both"), default="send",
                    help="direction of --loss/--jitter: what we send (default), receive, or both")
     p.add_argument("--seed", type=int, help="random seed of the impairment")
+    p.add_argument("--sweep-loss", type=_arg_steps(100.0, " %"), metavar="PCT,PCT,...",
+                   help="run the calls once per loss step (e.g. 0,2,5,10), jitter as --jitter")
+    p.add_argument("--sweep-jitter", type=_arg_steps(None, " ms"), metavar="MS,MS,...",
+                   help="run the calls once per jitter step (e.g. 0,20,40,80), loss as --loss; after the "
+                        "loss steps")
+    p.add_argument("--sweep-parallel", type=_at_least_one, default=1, metavar="N",
+                   help="sweep steps run at once (default 1; the target then sees N × --concurrency calls)")
     p.add_argument("--wire", action="store_true",
                    help="route RTP through the relay even without impairment, to measure the target's "
                         "round trip on the wire (rtt_wire_ms; UDP targets only)")
@@ -82,25 +136,45 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _f(v: Any, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _sweep_lines(sweep: list[dict[str, Any]]) -> list[str]:
+    """One line per sweep step."""
+    lines = []
+    for row in sweep:
+        measured = "" if row.get("loss_measured_pct") is None else f" ({row['loss_measured_pct']:.1f} % measured)"
+        silent = "" if row.get("pesq_silent_gaps") is None else f", gaps left silent {row['pesq_silent_gaps']:.2f}"
+        lines.append(f"step {row['step']}/{len(sweep)}: loss {row['loss_pct']:g} %{measured}, jitter "
+                     f"{row['jitter_ms']:g} ms: PESQ {_f(row['pesq_median'], '.2f')} (ceiling "
+                     f"{_f(row['pesq_ceiling'], '.2f')}{silent}), round trip {_f(row['rtt_ms_median'], '.0f')} ms "
+                     f"(max {_f(row['rtt_max_ms_median'], '.0f')}), impaired {_f(row['impaired_pct_median'], '.1f')} "
+                     f"%, {row['failed']}/{row['calls']} failed" + (f": {row['error']}" if row.get("error") else ""))
+    return lines
+
+
 def _human(result: dict[str, Any]) -> str:
-    s = result["summary"]
-    lines = [f"{s['target']}: {s['calls']} call(s), {s['codec']} ({s['pesq_mode']})",
+    s, f = result["summary"], _f
+    sweep = result.get("sweep")
+    lines = [f"{s['target']}: {s['calls']} call(s), {s['codec']} ({s['pesq_mode']})"
+             + (f" in {len(sweep)} steps" if sweep else ""),
              f"{'#':>4} {'answer':>6} {'setup':>8} {'pdd':>8} {'rtt':>8} {'rtt max':>8} {'pesq':>6} "
-             f"{'ceiling':>7} {'diff':>6} {'impaired':>8}  error"]
-
-    def f(v: Any, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
-
+             f"{'ceiling':>7} {'diff':>6} {'impaired':>8}  " + ("step  " if sweep else "") + "error"]
     for c in result["calls"]:
         impaired = f(c.get("impaired_pct"), ".1f") + " %"
+        step = f"{c.get('step', '-'):>4}  " if sweep else ""
         lines.append(f"{c['id']:>4} {f(c.get('status_code'), 'd'):>6} {f(c.get('setup_ms'), '.1f'):>8} "
                      f"{f(c.get('pdd_ms'), '.1f'):>8} {f(c.get('rtt_ms'), '.1f'):>8} "
                      f"{f(c.get('rtt_max_ms'), '.1f'):>8} {f(c.get('pesq'), '.2f'):>6} "
                      f"{f(c.get('pesq_ceiling'), '.2f'):>7} {f(c.get('pesq_diff'), '+.2f'):>6} {impaired:>8}  "
-                     f"{c.get('error') or ''}")
+                     f"{step}{c.get('error') or ''}")
+    if sweep:
+        lines.extend(_sweep_lines(sweep))
     if s.get("rtt_wire_ms_median") is not None:
         lines.append(f"round trip on the wire (the target alone): median {s['rtt_wire_ms_median']:.1f} ms")
-    lines.append(f"PESQ median {f(s['pesq_median'], '.2f')} (ceiling {f(s['pesq_ceiling'], '.2f')}, tandem "
+    lines.append(("all steps: " if sweep else "")
+                 + f"PESQ median {f(s['pesq_median'], '.2f')} (ceiling {f(s['pesq_ceiling'], '.2f')}, tandem "
                  f"{f(s['pesq_ceiling_tandem'], '.2f')}), round trip "
                  f"median {f(s['rtt_ms_median'], '.0f')} ms (p95 {f(s['rtt_ms_p95'], '.0f')}), setup median "
                  f"{f(s['setup_ms_median'], '.0f')} ms (p95 {f(s['setup_ms_p95'], '.0f')}), post-dial delay "
@@ -115,7 +189,7 @@ def _human(result: dict[str, Any]) -> str:
 def cmd_loopback(args: argparse.Namespace) -> int:
     from acd.loopback.relay import Impairment
     from acd.loopback.report import write_report
-    from acd.loopback.runner import LoopbackOptions, Thresholds, run_loopback
+    from acd.loopback.runner import LoopbackOptions, Thresholds, run_loopback, run_sweep, sweep_steps
 
     if args.verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -129,8 +203,14 @@ def cmd_loopback(args: argparse.Namespace) -> int:
         answer_timeout=args.answer_timeout, workdir=args.workdir, wire=args.wire,
         thresholds=Thresholds(args.min_pesq_margin, args.ceiling, args.max_rtt_ms, args.max_setup_ms,
                               args.max_failed))
+    progress = None if args.quiet else sys.stderr.write
+    sweeping = args.sweep_loss is not None or args.sweep_jitter is not None
+    steps = sweep_steps(opts.impairment, args.sweep_loss or (), args.sweep_jitter or ()) if sweeping else []
     try:
-        result = run_loopback(opts, progress=None if args.quiet else sys.stderr.write)
+        if sweeping:
+            result = run_sweep(opts, steps, progress, parallel=args.sweep_parallel)
+        else:
+            result = run_loopback(opts, progress=progress)
     except (RuntimeError, OSError) as exc:  # a worker that cannot start, a port, a file
         sys.stderr.write(f"error: {exc}\n")
         return 1

@@ -6,7 +6,8 @@ and collects each call's SIP timings. With ``--loss``/``--jitter`` a :class:`Sip
 in this process and the workers use it as their outbound proxy. When every call has ended the
 recordings are analysed in a process pool (PESQ is CPU-bound; doing it after the calls keeps
 it from disturbing their timing), and the result is one dict: ``calls``, ``summary``,
-``verdict`` (see :func:`run_loopback`).
+``verdict`` (see :func:`run_loopback`). :func:`run_sweep` does that once per impairment step
+(``--sweep-loss``/``--sweep-jitter``) and adds a row per step (``sweep``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ from acd.loopback.measure import (CodecSpec, analyse_recording, ceiling_score, c
                                   load_reference, reference_speech, wire_round_trip)
 from acd.loopback.relay import Impairment, SipRelay
 
-__all__ = ["LoopbackOptions", "Thresholds", "run_loopback", "summarise", "judge"]
+__all__ = ["LoopbackOptions", "Thresholds", "run_loopback", "summarise", "judge", "run_sweep", "sweep_steps",
+           "combine_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -144,17 +146,18 @@ class _Worker:
 class _Progress:
     """One status line on stderr: rewritten in place on a terminal, a line per call otherwise."""
 
-    def __init__(self, total: int, out: Callable[[str], None] | None) -> None:
+    def __init__(self, total: int, out: Callable[[str], None] | None, prefix: str = "") -> None:
         self.total = total
         self.out = out
+        self.prefix = prefix  # "step 2/4: " when sweep steps run at once (then a line per call)
         self.placed = self.done = self.failed = 0
-        self.tty = out is not None and sys.stderr.isatty()
+        self.tty = out is not None and not prefix and sys.stderr.isatty()
 
     def show(self, final: bool = False) -> None:
         if self.out is None or (final and not self.tty):
             return
-        text = (f"loopback: {self.done}/{self.total} calls done, {self.placed - self.done} in progress, "
-                f"{self.failed} failed")
+        text = (f"loopback: {self.prefix}{self.done}/{self.total} calls done, {self.placed - self.done} in "
+                f"progress, {self.failed} failed")
         self.out(("\r" + text + ("\n" if final else "")) if self.tty else text + "\n")
 
 
@@ -390,8 +393,21 @@ def _analyse(calls: list[dict[str, Any]], ref: np.ndarray, spec: CodecSpec, opts
         c.setdefault("rtt_ms", None)
 
 
-def run_loopback(opts: LoopbackOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Place the calls, measure them, and return ``{"calls", "summary", "verdict", ...}``."""
+@dataclass
+class _Prepared:
+    """What one run (or one sweep step) plays and where it keeps its files."""
+
+    spec: CodecSpec
+    ref: np.ndarray
+    ref_path: Path
+    workdir: Path
+    keep: bool
+    play: Path
+    duration: float
+    started: float
+
+
+def _prepare(opts: LoopbackOptions) -> _Prepared:
     opts.check()
     spec = codec_spec(opts.codec)
     ref_path = Path(opts.reference) if opts.reference else reference_speech(opts.cache_dir)
@@ -405,15 +421,20 @@ def run_loopback(opts: LoopbackOptions, progress: Callable[[str], None] | None =
     play = write_wav(workdir / "play.wav", np.concatenate((np.zeros(lead, np.int16), ref,
                                                           np.zeros(int(TAIL_S * spec.rate), np.int16))), spec.rate)
     duration = opts.duration if opts.duration is not None else opts.lead_s + len(ref) / spec.rate + TAIL_S
-    started = time.time()
+    return _Prepared(spec, ref, ref_path, workdir, keep, play, duration, time.time())
+
+
+def _finish(opts: LoopbackOptions, prep: _Prepared, calls: list[dict[str, Any]], extra: dict[str, Any],
+            progress: Callable[[str], None] | None) -> dict[str, Any]:
+    """Analyse the recordings of finished calls and build the result (removes a temporary workdir)."""
+    spec, ref = prep.spec, prep.ref
     try:
-        calls, extra = asyncio.run(_place_calls(opts, play, duration, workdir, _Progress(opts.calls, progress)))
         if progress is not None:
             progress(f"loopback: analysing {sum(1 for c in calls if c.get('record'))} recordings\n")
         _analyse(calls, ref, spec, opts)
         summary = summarise(calls, spec, opts)
-        summary.update(extra, duration_s=round(duration, 2), elapsed_s=round(time.time() - started, 1),
-                       reference=str(ref_path), reference_s=round(len(ref) / spec.rate, 2))
+        summary.update(extra, duration_s=round(prep.duration, 2), elapsed_s=round(time.time() - prep.started, 1),
+                       reference=str(prep.ref_path), reference_s=round(len(ref) / spec.rate, 2))
         if opts.impairment.loss_pct > 0 and summary["measured"]:
             frac = _lost_fraction(calls, opts.impairment)
             n = int(statistics.median(c["compared_samples"] for c in calls if c.get("pesq") is not None))
@@ -422,11 +443,157 @@ def run_loopback(opts: LoopbackOptions, progress: Callable[[str], None] | None =
                 summary["pesq_silent_gaps"] = gap_score(ref[:n], spec, frac, conceal=False)
                 summary["pesq_concealed_offline"] = gap_score(ref[:n], spec, frac, conceal=True)
     finally:
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+        if not prep.keep:
+            shutil.rmtree(prep.workdir, ignore_errors=True)
     for c in calls:
-        if not keep:
+        if not prep.keep:
             c["record"] = None
         c.pop("event", None)
     return {"calls": calls, "summary": summary, "verdict": judge(summary, opts.thresholds),
-            "workdir": str(workdir) if keep else None}
+            "workdir": str(prep.workdir) if prep.keep else None}
+
+
+def run_loopback(opts: LoopbackOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Place the calls, measure them, and return ``{"calls", "summary", "verdict", ...}``."""
+    prep = _prepare(opts)
+    try:
+        calls, extra = asyncio.run(_place_calls(opts, prep.play, prep.duration, prep.workdir,
+                                                _Progress(opts.calls, progress)))
+    except BaseException:
+        if not prep.keep:
+            shutil.rmtree(prep.workdir, ignore_errors=True)
+        raise
+    return _finish(opts, prep, calls, extra, progress)
+
+
+# ------------------------------------------------------------------------------ sweep
+
+
+def sweep_steps(base: Impairment, loss: Sequence[float] = (), jitter: Sequence[float] = ()) -> list[Impairment]:
+    """The loss steps (jitter as in ``base``), then the jitter steps (loss as in ``base``): not a
+    cross product; a step already listed is not run twice."""
+    seen: set[tuple[float, float]] = set()
+    steps = []
+    for pair in [(float(x), base.jitter_ms) for x in loss] + [(base.loss_pct, float(x)) for x in jitter]:
+        if pair not in seen:
+            seen.add(pair)
+            steps.append(Impairment(pair[0], pair[1], base.direction, base.seed))
+    if not steps:
+        raise ValueError("a sweep needs at least one loss or jitter step")
+    return steps
+
+
+def describe_step(imp: Impairment) -> str:
+    """``loss 5 %``, ``jitter 40 ms`` or both."""
+    parts = [f"loss {imp.loss_pct:g} %"] if imp.loss_pct > 0 or imp.jitter_ms == 0 else []
+    if imp.jitter_ms > 0:
+        parts.append(f"jitter {imp.jitter_ms:g} ms")
+    return ", ".join(parts)
+
+
+def _failed_step(opts: LoopbackOptions, exc: BaseException) -> dict[str, Any]:
+    """A step that could not be run: its calls all failed, with the reason."""
+    calls = [{"id": i, "answered": False, "pesq": None, "error": f"step not run: {exc}"} for i in range(opts.calls)]
+    summary = summarise(calls, codec_spec(opts.codec), opts)
+    return {"calls": calls, "summary": summary, "verdict": judge(summary, opts.thresholds), "workdir": None,
+            "error": str(exc)}
+
+
+def _step_row(k: int, imp: Impairment, res: dict[str, Any]) -> dict[str, Any]:
+    s, calls = res["summary"], res["calls"]
+    loss_measured = s.get("loss_measured_pct")
+    if loss_measured is None:
+        frac = _lost_fraction(calls, imp)  # also 0 % through the relay (jitter only)
+        loss_measured = None if frac is None else round(100 * frac, 2)
+    rtt_max = [c["rtt_max_ms"] for c in calls if c.get("rtt_max_ms") is not None]
+    return {"step": k, "loss_pct": imp.loss_pct, "jitter_ms": imp.jitter_ms, "calls": s["calls"],
+            "failed": s["failed"], "pesq_median": s.get("pesq_median"), "pesq_ceiling": s.get("pesq_ceiling"),
+            "pesq_ceiling_tandem": s.get("pesq_ceiling_tandem"),
+            "pesq_silent_gaps": s.get("pesq_silent_gaps") if imp.loss_pct > 0 else None,
+            "pesq_concealed_offline": s.get("pesq_concealed_offline") if imp.loss_pct > 0 else None,
+            "rtt_ms_median": s.get("rtt_ms_median"), "rtt_max_ms_median": _median(rtt_max),
+            "impaired_pct_median": s.get("impaired_pct_median"), "loss_measured_pct": loss_measured,
+            "error": res.get("error")}
+
+
+def combine_sweep(steps: list[tuple[Impairment, dict[str, Any]]], opts: LoopbackOptions) -> dict[str, Any]:
+    """One result from the results of the sweep's steps (in order): every call, tagged with its
+    step's ``loss_pct``/``jitter_ms`` and numbered anew; the summary over all of them; a row
+    per step in ``sweep``; the verdict of the least impaired step."""
+    if not steps:
+        raise ValueError("a sweep needs at least one step")
+    calls: list[dict[str, Any]] = []
+    rows = []
+    for k, (imp, res) in enumerate(steps, 1):
+        for c in res["calls"]:
+            calls.append(dict(c, id=len(calls), step=k, step_call=c["id"], loss_pct=imp.loss_pct,
+                              jitter_ms=imp.jitter_ms))
+        rows.append(_step_row(k, imp, res))
+    summary = summarise(calls, codec_spec(opts.codec), opts)
+    first = steps[0][1]["summary"]
+    summary.update({key: first[key] for key in ("duration_s", "reference", "reference_s") if key in first})
+    summary["impair_direction"] = opts.impairment.direction
+    summary["sweep"] = rows
+    least = min(range(len(steps)), key=lambda i: (steps[i][0].loss_pct, steps[i][0].jitter_ms))
+    verdict = judge(steps[least][1]["summary"], opts.thresholds)
+    verdict["step"] = least + 1
+    verdict["text"] += f" (on step {least + 1}, the least impaired: {describe_step(steps[least][0])})"
+    return {"calls": calls, "summary": summary, "verdict": verdict, "sweep": rows,
+            "workdir": None if opts.workdir is None else str(Path(opts.workdir).resolve())}
+
+
+async def _place_batch(batch: list[tuple[LoopbackOptions, _Prepared, _Progress]]) -> list[Any]:
+    return await asyncio.gather(*[_place_calls(o, p.play, p.duration, p.workdir, pr) for o, p, pr in batch],
+                                return_exceptions=True)
+
+
+def run_sweep(opts: LoopbackOptions, steps: list[Impairment], progress: Callable[[str], None] | None = None,
+              parallel: int = 1) -> dict[str, Any]:
+    """Run the calls of ``opts`` once per impairment step and return :func:`combine_sweep`.
+
+    ``parallel`` steps run at once (each with its own relay and workers: the target sees
+    ``parallel`` × ``concurrency`` calls); their recordings are analysed once all their calls
+    have ended. A step that cannot be run has all its calls failed; when no step can, the
+    first error is raised."""
+    if not steps:
+        raise ValueError("a sweep needs at least one step")
+    if parallel < 1:
+        raise ValueError("--sweep-parallel must be >= 1")
+    n = len(steps)
+    step_opts = [replace(opts, impairment=imp, workdir=None if opts.workdir is None
+                         else str(Path(opts.workdir) / f"step-{k}")) for k, imp in enumerate(steps, 1)]
+    for o in step_opts:
+        o.check()
+    started = time.time()
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    for first in range(0, n, parallel):
+        ks = range(first, min(n, first + parallel))
+        batch: list[tuple[LoopbackOptions, _Prepared, _Progress]] = []
+        try:
+            for k in ks:
+                log.info("sweep step %d/%d: loss %g %%, jitter %g ms", k + 1, n, steps[k].loss_pct, steps[k].jitter_ms)
+                if progress is not None:
+                    progress(f"loopback: step {k + 1}/{n}, {describe_step(steps[k])}\n")
+                prefix = f"step {k + 1}/{n}: " if len(ks) > 1 else ""
+                batch.append((step_opts[k], _prepare(step_opts[k]), _Progress(opts.calls, progress, prefix)))
+            placed = asyncio.run(_place_batch(batch))
+            for out in placed:
+                if isinstance(out, BaseException) and not isinstance(out, (RuntimeError, OSError)):
+                    raise out
+            for (o, prep, _), out in zip(batch, placed):
+                if isinstance(out, BaseException):  # a worker that cannot start, a port
+                    log.warning("sweep step %s failed: %s", describe_step(o.impairment), out)
+                    errors.append(out)
+                    results.append(_failed_step(o, out))
+                else:
+                    results.append(_finish(o, prep, out[0], out[1], progress))
+        finally:
+            for _, prep, _ in batch:
+                if not prep.keep:
+                    shutil.rmtree(prep.workdir, ignore_errors=True)
+    if len(errors) == n:
+        raise errors[0]
+    result = combine_sweep(list(zip(steps, results)), opts)
+    result["summary"]["elapsed_s"] = round(time.time() - started, 1)
+    return result

@@ -1,13 +1,18 @@
 """``acd loopback`` without a server: alignment, PESQ and its ceiling, the lost-audio estimate,
-the relay's SDP/SIP handling and impairment on real sockets, the verdict and the HTML report."""
+the relay's SDP/SIP handling and impairment on real sockets, the verdict and the HTML report,
+and the sweep (steps, per-step rows, its plot) on fake per-step results."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
+import statistics
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +20,10 @@ import pytest
 
 from acd.loopback import measure as m
 from acd.loopback.relay import Impairment, SipMessage, SipRelay, _via_destination, rewrite_sdp
-from acd.loopback.report import histogram_svg, render_html, write_report
-from acd.loopback.runner import LoopbackOptions, Thresholds, judge
+from acd.loopback.cli import parse_steps
+from acd.loopback.report import histogram_svg, render_html, sweep_svg, write_report
+from acd.loopback.runner import (LoopbackOptions, Thresholds, combine_sweep, describe_step, judge, run_sweep,
+                                 summarise, sweep_steps)
 from media.prompt_build import write_wav
 from tests.harness import ROOT
 
@@ -274,3 +281,205 @@ def test_acd_loopback_is_registered() -> None:
     out = subprocess.run([sys.executable, "-m", "acd.cli", "loopback", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "TARGET_URI" in out.stdout and "--min-pesq-margin" in out.stdout
+
+
+# ------------------------------------------------------------------------------ sweep
+
+
+def test_sweep_lists_are_parsed_and_checked() -> None:
+    assert parse_steps("0, 2,5,2,0") == [0.0, 2.0, 5.0]  # duplicates dropped, order kept
+    assert parse_steps("80,0.5,20") == [80.0, 0.5, 20.0]
+    for bad, why in (("", "numbers separated by commas"), ("0,,2", "numbers separated by commas"),
+                     ("0,2,", "numbers separated by commas"), ("0,abc", "'abc' is not a number"),
+                     ("-1", "'-1' is not a number >= 0"), ("nan", "not a number >= 0"),
+                     ("inf", "not a number >= 0")):
+        with pytest.raises(ValueError, match=why):
+            parse_steps(bad)
+    with pytest.raises(ValueError, match="100 % is out of range: it must be below 100 %"):
+        parse_steps("5,100", 100.0, " %")
+    assert parse_steps("99.5", 100.0, " %") == [99.5]
+    for args, what in ((["--sweep-loss", "0,x"], "argument --sweep-loss: 'x' is not a number"),
+                       (["--sweep-loss", "0,120"], "argument --sweep-loss: 120 % is out of range"),
+                       (["--sweep-jitter", "20,-5"], "argument --sweep-jitter: '-5' is not a number >= 0"),
+                       (["--sweep-loss", "0,5", "--sweep-parallel", "0"], "argument --sweep-parallel")):
+        out = subprocess.run([sys.executable, "-m", "acd.cli", "loopback", "sip:echo@127.0.0.1", *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2 and what in out.stderr, (args, out.stderr)
+
+
+def test_sweep_steps_are_loss_then_jitter_not_a_cross_product() -> None:
+    base = Impairment(loss_pct=0, jitter_ms=20, direction="both", seed=3)
+    steps = sweep_steps(base, [0, 5, 0], [20, 40, 0])
+    assert [(s.loss_pct, s.jitter_ms) for s in steps] == [(0, 20), (5, 20), (0, 40), (0, 0)]  # (0, 20) once
+    assert all(s.direction == "both" and s.seed == 3 for s in steps)
+    assert [(s.loss_pct, s.jitter_ms) for s in sweep_steps(Impairment(loss_pct=2), jitter=[10, 30])] == \
+        [(2, 10), (2, 30)]
+    with pytest.raises(ValueError, match="at least one"):
+        sweep_steps(base)
+    with pytest.raises(ValueError, match="loss must be"):
+        sweep_steps(base, [120])
+    assert describe_step(Impairment()) == "loss 0 %" and describe_step(Impairment(jitter_ms=40)) == "jitter 40 ms"
+    assert describe_step(Impairment(loss_pct=2.5, jitter_ms=20)) == "loss 2.5 %, jitter 20 ms"
+
+
+def _step(opts: LoopbackOptions, imp: Impairment, pesq: list[float | None], rtt_max: float,
+          silent: float | None = None, relay: bool = True) -> dict:
+    """A fake ``run_loopback`` result of one step: the calls, and their real summary."""
+    calls = []
+    for i, p in enumerate(pesq):
+        sent = 500
+        dropped = round(sent * imp.loss_pct / 100)
+        c = {"id": i, "answered": p is not None, "status_code": 200 if p is not None else 503,
+             "pesq": p, "pesq_ceiling": 4.27 if p is not None else None, "pesq_ceiling_tandem": 4.27 if p else None,
+             "pesq_diff": None if p is None else round(p - 4.27, 3), "rtt_ms": 65.0 if p else None,
+             "rtt_max_ms": rtt_max + 20 * i if p else None, "setup_ms": 4.0 + i, "pdd_ms": 4.0,
+             "impaired_pct": imp.loss_pct if p else None, "error": None if p else "503 <Unavailable>",
+             "relay": {"up": {"packets": sent, "dropped": dropped}, "down": {"packets": sent, "dropped": 0}}
+             if relay else None}
+        calls.append(c)
+    summary = summarise(calls, PCMU, replace(opts, impairment=imp))
+    if silent is not None:
+        summary.update(pesq_silent_gaps=silent, pesq_concealed_offline=silent + 0.3,
+                       loss_measured_pct=imp.loss_pct)
+    summary.update(duration_s=10.4, reference="speech.wav", reference_s=9.2)
+    return {"calls": calls, "summary": summary, "verdict": judge(summary, opts.thresholds), "workdir": None}
+
+
+def _sweep(target: str = "sip:echo@127.0.0.1:5060") -> dict:
+    """Loss 2, 0, 5, 10 % (jitter 0), then jitter 40, 80 ms; at 10 % every call failed."""
+    opts = LoopbackOptions(target, calls=2)
+    def imp(loss: float, jitter: float) -> Impairment:
+        return Impairment(loss, jitter)
+    steps = [(imp(2, 0), _step(opts, imp(2, 0), [4.05, 4.01], 65.0, silent=3.4)),
+             (imp(0, 0), _step(opts, imp(0, 0), [4.27, 4.25], 65.0, relay=False)),
+             (imp(5, 0), _step(opts, imp(5, 0), [3.31, 3.25], 85.0, silent=2.8)),
+             (imp(10, 0), _step(opts, imp(10, 0), [None, None], 0.0)),
+             (imp(0, 40), _step(opts, imp(0, 40), [4.26, 4.2], 145.0)),
+             (imp(0, 80), _step(opts, imp(0, 80), [3.1, 2.9], 225.0))]
+    return combine_sweep(steps, opts)
+
+
+def test_sweep_result_is_every_call_tagged_with_a_row_per_step() -> None:
+    res = _sweep()
+    calls, s, rows = res["calls"], res["summary"], res["sweep"]
+    assert [c["id"] for c in calls] == list(range(12)) and [c["step_call"] for c in calls[:4]] == [0, 1, 0, 1]
+    assert [(c["step"], c["loss_pct"], c["jitter_ms"]) for c in calls[4:8]] == [(3, 5, 0), (3, 5, 0), (4, 10, 0),
+                                                                                   (4, 10, 0)]
+    # the normal summary, over all calls
+    assert s["calls"] == 12 and s["failed"] == 2 and s["measured"] == 10 and s["pesq_ceiling"] == 4.27
+    assert s["pesq_median"] == pytest.approx(statistics.median(c["pesq"] for c in calls if c["pesq"]))
+    assert s["rtt_ms_median"] == 65.0 and s["setup_ms_median"] == 4.5 and s["sweep"] == rows
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [(r["loss_pct"], r["jitter_ms"]) for r in rows] == [(2, 0), (0, 0), (5, 0), (10, 0), (0, 40), (0, 80)]
+    assert [r["pesq_median"] for r in rows] == [4.03, 4.26, 3.28, None, 4.23, 3.0]
+    assert [r["pesq_silent_gaps"] for r in rows] == [3.4, None, 2.8, None, None, None]  # None at 0 % loss
+    assert [r["rtt_max_ms_median"] for r in rows] == [75.0, 75.0, 95.0, None, 155.0, 235.0]
+    assert [r["failed"] for r in rows] == [0, 0, 0, 2, 0, 0] and rows[3]["calls"] == 2
+    assert rows[3]["pesq_ceiling"] is None and rows[3]["rtt_ms_median"] is None  # failed: no scores, no error
+    # measured loss: from the summary, from the relay's counts (jitter only: 0), unknown without a relay
+    assert [r["loss_measured_pct"] for r in rows] == [2, None, 5, 10.0, 0.0, 0.0]
+    # the verdict is that of the least impaired step (the second), not of all calls
+    assert res["verdict"]["step"] == 2 and res["verdict"]["ok"]
+    assert res["verdict"]["text"].startswith("PASS: 2/2 calls measured, PESQ 4.26")
+    assert "least impaired: loss 0 %" in res["verdict"]["text"]
+    assert json.loads(json.dumps(res))["sweep"] == rows
+
+
+def test_run_sweep_places_each_step_and_survives_one_that_cannot_run(speech: Path, monkeypatch) -> None:
+    """No pjsua2: the calls of each step are faked; the step at 5 % cannot start its workers."""
+    from acd.loopback import runner
+
+    placed: list[tuple[float, float, Path]] = []
+
+    async def place(opts: LoopbackOptions, play: Path, duration: float, workdir: Path, progress) -> tuple:
+        placed.append((opts.impairment.loss_pct, opts.impairment.jitter_ms, workdir))
+        assert play.exists() and duration > 8
+        if opts.impairment.loss_pct == 5:
+            raise RuntimeError("pjsua2 worker 0 did not start")
+        return [{"id": i, "answered": True, "error": "no echo <x>"} for i in range(opts.calls)], {}
+
+    monkeypatch.setattr(runner, "_place_calls", place)
+    lines: list[str] = []
+    opts = LoopbackOptions("sip:echo@127.0.0.1", calls=2, cache_dir=str(speech.parent))
+    res = run_sweep(opts, sweep_steps(opts.impairment, [0, 5], [40]), lines.append, parallel=2)
+    assert [(lo, j) for lo, j, _ in placed] == [(0, 0), (5, 0), (0, 40)]
+    assert len({w for _, _, w in placed}) == 3 and not any(w.exists() for _, _, w in placed)  # temporary: removed
+    assert [ln for ln in lines if "step" in ln and "calls done" not in ln] == [
+        "loopback: step 1/3, loss 0 %\n", "loopback: step 2/3, loss 5 %\n", "loopback: step 3/3, jitter 40 ms\n"]
+    assert [r["failed"] for r in res["sweep"]] == [2, 2, 2] and len(res["calls"]) == 6
+    assert "did not start" in res["sweep"][1]["error"] and res["sweep"][0]["error"] is None
+    assert res["calls"][2]["error"] == "step not run: pjsua2 worker 0 did not start"
+    assert not res["verdict"]["ok"] and res["verdict"]["step"] == 1
+    with pytest.raises(RuntimeError, match="did not start"):  # no step could run: the error itself
+        run_sweep(opts, [Impairment(loss_pct=5)], None)
+
+
+def test_human_output_has_a_line_per_step_after_the_calls() -> None:
+    from acd.loopback.cli import _human
+
+    lines = _human(_sweep()).splitlines()
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("step 1/6"))
+    assert first == 2 + 12  # target line, table head, 12 calls
+    assert lines[first + 2].startswith("step 3/6: loss 5 % (5.0 % measured), jitter 0 ms: PESQ 3.28 (ceiling 4.27, "
+                                       "gaps left silent 2.80), round trip 65 ms (max 95)")
+    assert lines[first + 3].startswith("step 4/6: loss 10 % (10.0 % measured), jitter 0 ms: PESQ - ")
+    assert lines[first + 3].endswith("2/2 failed") and lines[first + 5].startswith("step 6/6: loss 0 %")
+    assert lines[-1].startswith("PASS") and any(ln.startswith("all steps: PESQ median") for ln in lines)
+
+
+def _svgs(page: str) -> list[ET.Element]:
+    return [ET.fromstring(m.group(0)) for m in re.finditer(r"<svg.*?</svg>", page, re.S)]
+
+
+def test_report_plots_quality_vs_impairment() -> None:
+    res = _sweep(target="sip:echo@h;x=<b>")
+    page = render_html(res)
+    svgs = _svgs(page)  # every plot is well-formed XML
+    assert len(svgs) == 5 and 'id="sweep">Quality vs impairment</h2>' in page
+    titles = [svg.findtext("{*}title") or svg.findtext("title") for svg in svgs]
+    assert "PESQ vs packet loss" in titles and "PESQ vs jitter" in titles
+    loss_svg, jitter_svg = (svgs[titles.index(t)] for t in ("PESQ vs packet loss", "PESQ vs jitter"))
+
+    def lines_of(svg: ET.Element) -> dict[str, list[tuple[float, float]]]:
+        out = {}
+        for pl in svg.iter("polyline"):
+            cls = pl.get("class").split()[1]
+            out[cls] = [tuple(map(float, p.split(","))) for p in pl.get("points").split()]
+        return out
+
+    loss_lines, jitter_lines = lines_of(loss_svg), lines_of(jitter_svg)
+    assert set(loss_lines) == {"sw-pesq", "sw-ceil", "sw-gap"} and set(jitter_lines) == {"sw-pesq", "sw-ceil"}
+    # loss 0, 2, 5 scored (10 % failed: a cross, no point), in order of loss; gaps silent at 2 and 5 only
+    assert len(loss_lines["sw-pesq"]) == 3 and len(loss_lines["sw-gap"]) == 2
+    xs = [x for x, _ in loss_lines["sw-pesq"]]
+    assert xs == sorted(xs)
+    ys = [y for _, y in loss_lines["sw-pesq"]]  # SVG y grows downwards: 4.26, 4.03, 3.28
+    assert ys[0] < ys[1] < ys[2]
+    assert all(yg > yp for (_, yg), (_, yp) in zip(loss_lines["sw-gap"], loss_lines["sw-pesq"][1:]))
+    assert len(jitter_lines["sw-pesq"]) == 3  # 0 (the loss-0 step), 40, 80 ms
+    texts = " ".join("".join(t.itertext()) for svg in (loss_svg, jitter_svg) for t in svg.iter("text"))
+    assert "packet loss (%)" in texts and "jitter (ms" in texts and "same loss, gaps left silent" in texts
+    assert "10 % loss: no call scored" in ET.tostring(loss_svg, encoding="unicode")
+    # the verdict's limit: ceiling 4.27 of the least impaired step − margin 0.3
+    assert "PESQ falls below 3.97 (the codec&#x27;s ceiling − 0.3) from 5 % loss." in page
+    assert "PESQ falls below 3.97 (the codec&#x27;s ceiling − 0.3) from 80 ms jitter." in page
+    assert "below 3.97 from 5 % loss" in texts
+    table = page[page.index('id="sweep"'):]
+    table = table[table.index("<table>"):table.index("</table>")]
+    assert table.count("<tr>") == 7 and table.count('class="low"') == 2  # 5 % and 80 ms
+    assert "sip:echo@h;x=&lt;b&gt;" in page and "<b>" not in page  # escaped
+    assert "503 &lt;Unavailable&gt;" in page and "sweep of 6 steps: loss 2, 0, 5, 10 % / jitter 0, 40, 80 ms" in page
+    assert not re.search(r"<script|src=\"http|href=\"http", page)
+
+
+def test_report_says_when_quality_holds_and_skips_a_one_step_sweep() -> None:
+    opts = LoopbackOptions("sip:echo@127.0.0.1", calls=1)
+    steps = [(Impairment(0, j), _step(opts, Impairment(0, j), [4.2 - j / 1000], 65.0 + j)) for j in (0, 20, 40)]
+    res = combine_sweep(steps, opts)
+    page = render_html(res)
+    assert "PESQ stays at or above 3.97 (the codec&#x27;s ceiling − 0.3) up to 40 ms jitter." in page
+    assert "PESQ vs jitter" in page and "PESQ vs packet loss" not in page and len(_svgs(page)) == 4
+    one = combine_sweep(steps[:1], opts)
+    page = render_html(one)
+    assert "Quality vs impairment" not in page and len(_svgs(page)) == 3
+    assert "no data" not in sweep_svg(one["sweep"], "jitter") and "one step only" in sweep_svg(one["sweep"], "jitter")
