@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
 
@@ -78,8 +79,8 @@ class CallMedia:
         """A re-INVITE: new remote address, direction, maybe a new codec (a new stream then)."""
         self.endpoint.set_remote(negotiated.remote_address, negotiated.remote_port)
         self.sending = negotiated.direction in ("sendrecv", "sendonly")
-        params = params_from_sdp(negotiated, min_delay_ms=self.params.min_delay_ms,
-                                 max_delay_ms=self.params.max_delay_ms)
+        params = replace(params_from_sdp(negotiated), min_delay_ms=self.params.min_delay_ms,
+                         max_delay_ms=self.params.max_delay_ms, jitter_options=self.params.jitter_options)
         if (params.codec, params.payload_type, params.ptime_ms) != (
                 self.params.codec, self.params.payload_type, self.params.ptime_ms):
             log.info("%s: codec now %s/%d", self.label, params.codec, params.payload_type)

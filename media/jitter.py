@@ -115,6 +115,7 @@ class JitterConfig:
     patience_frames: int = 50  # ticks to wait for a silence point before a speech adjustment
     hold_frames: int = 5  # ticks before a speech adjustment when two or more frames off
     conceal_max_ms: float = 300.0  # continuous PLC before declaring silence
+    loss_hold_below_ms: float = 0.0  # below target by more than this at a missing packet: hold the timeline (+1 frame)
     max_span_ms: float = 120.0  # longest packet (Opus: 120 ms)
     future_ms: float = 1000.0  # beyond max_delay ahead of the playout point: out of window
     past_ms: float = 3000.0  # further behind the playout point: out of window
@@ -210,6 +211,7 @@ class JitterBuffer:
         self._rate = float(c.clock_rate)
         self._max = c.max_delay_ms / 1000.0
         self._tol = c.tolerance_ms / 1000.0
+        self._hold_below = c.loss_hold_below_ms / 1000.0
         self._max_span = int(c.clock_rate * c.max_span_ms / 1000)
         self.stats: Counter[str] = Counter()
         self._ctl = DelayController(
@@ -532,7 +534,7 @@ class JitterBuffer:
         """The next packet is missing but a later one is here: a loss (or a late packet)."""
         err = self._update(now, self._playout_ts)
         self._decide(err, self._span)
-        if err < 0:  # below target anyway: hold the timeline, the packet may still come
+        if err < -self._hold_below:  # below target anyway: hold the timeline, the packet may still come
             return self._frame("silence" if self._hint else "conceal", "insert", self._playout_ts, self.frame_ts)
         return self._conceal(min(self._span, self._buf[0].ext_ts - self._playout_ts))
 
@@ -543,7 +545,7 @@ class JitterBuffer:
         if self._hint or self._conceal_run * self._f >= self.cfg.conceal_max_ms / 1000.0:
             self.state = "silent"
             return self._tick_silent(now, updated=err)
-        if err < 0:
+        if err < -self._hold_below:
             return self._frame("conceal", "insert", self._playout_ts, self.frame_ts)
         return self._conceal(self._span)
 

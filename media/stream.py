@@ -49,6 +49,7 @@ class StreamParams:
     codec_options: dict[str, Any] = field(default_factory=dict)
     min_delay_ms: int = 20
     max_delay_ms: int = 200
+    jitter_options: dict[str, Any] = field(default_factory=dict)  # more JitterConfig fields
 
 
 class AudioStream:
@@ -65,7 +66,8 @@ class AudioStream:
         self.receiver = ReceiverStats(self.clock_rate)
         self.sender = SenderStats(self.ssrc, self.clock_rate)
         self.jitter = JitterBuffer(clock_rate=self.clock_rate, ptime_ms=params.ptime_ms,
-                                   min_delay_ms=params.min_delay_ms, max_delay_ms=params.max_delay_ms)
+                                   min_delay_ms=params.min_delay_ms, max_delay_ms=params.max_delay_ms,
+                                   **params.jitter_options)
         self.quality = StreamQuality(params.codec, frame_ms=params.ptime_ms)
         self.dtmf_in = DtmfReceiver(params.telephone_event_pt or 101, self.clock_rate)
         self._seq = self.rng.getrandbits(16)

@@ -40,12 +40,17 @@ def sipp() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test`` runs two workers) the tests against real peers run one
-    at a time on one worker — they time real audio and start servers, browsers and pjsua2 — while
-    the other worker takes the unit tests."""
+    """Under pytest-xdist (``make test`` runs two workers) the tests against real peers, and the
+    ones timing real audio or clocks (marker ``realtime``), run one at a time on one worker —
+    they start servers, browsers and pjsua2 — while the other worker takes the unit tests."""
     for item in items:
-        if item.get_closest_marker("interop") is not None:
+        if _timed(item):
             item.add_marker(pytest.mark.xdist_group("interop"))
+
+
+def _timed(item: pytest.Item) -> bool:
+    """Tests against real peers, and tests that time real audio or a real clock."""
+    return item.get_closest_marker("interop") is not None or item.get_closest_marker("realtime") is not None
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +60,7 @@ def _yield_cpu_to_interop(request: pytest.FixtureRequest) -> None:
     keep the cores they need on a two-core machine."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    want = 0 if request.node.get_closest_marker("interop") is not None else 10
+    want = 0 if _timed(request.node) else 10
     try:
         if os.getpriority(os.PRIO_PROCESS, 0) != want:
             os.setpriority(os.PRIO_PROCESS, 0, want)

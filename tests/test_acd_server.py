@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.audio import dominant_frequency, read_wav, rms_dbfs, write_tone_wav

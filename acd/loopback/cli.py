@@ -100,7 +100,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--jitter", type=float, default=0.0, metavar="MS",
                    help="hold each RTP packet 0 to 2×MS ms (mean MS; packets may reorder)")
     p.add_argument("--impair", choices=("send", "recv", "both"), default="send",
-                   help="direction of --loss/--jitter: what we send (default), receive, or both")
+                   help="direction of --loss/--jitter: what we send (default), receive, or both; when "
+                        "what we receive is impaired, our own jitter buffer starts deeper (a frame for "
+                        "loss, 2×jitter) so that the tester does not score itself")
     p.add_argument("--seed", type=int, help="random seed of the impairment")
     p.add_argument("--sweep-loss", type=_arg_steps(100.0, " %"), metavar="PCT,PCT,...",
                    help="run the calls once per loss step (e.g. 0,2,5,10), jitter as --jitter")

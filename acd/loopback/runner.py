@@ -161,9 +161,19 @@ class _Progress:
         self.out(("\r" + text + ("\n" if final else "")) if self.tty else text + "\n")
 
 
+def tester_jitter_buffer_ms(imp: Impairment) -> int:
+    """Our own (pjsua's) jitter buffer start: 30 ms, plus — when the relay impairs what we
+    receive — a frame, so that the packet after a lost one is in before the lost one is due
+    (else pjsua takes the gap for an underflow and moves its timeline), and the relay's
+    longest hold (2 × jitter). The tester must not score its own buffer."""
+    if imp.direction == "send" or (imp.loss_pct <= 0 and imp.jitter_ms <= 0):
+        return 30
+    return int(30 + (20 if imp.loss_pct > 0 else 0) + 2 * imp.jitter_ms)
+
+
 async def _start_worker(i: int, opts: LoopbackOptions, bind: str, proxy: str | None, workdir: Path) -> _Worker:
     args = [sys.executable, "-m", "acd.loopback.worker", "--bind", bind, "--codec", opts.codec,
-            "--answer-timeout", str(opts.answer_timeout)]
+            "--answer-timeout", str(opts.answer_timeout), "--jb-ms", str(tester_jitter_buffer_ms(opts.impairment))]
     if opts.user:
         args += ["--user", opts.user]
     if opts.password is not None:

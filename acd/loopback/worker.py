@@ -53,7 +53,7 @@ def _ms(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(1000.0 * (b - a), 1)
 
 
-def _jb_steady(med: pj.MediaConfig) -> None:
+def _jb_steady(med: pj.MediaConfig, start_ms: int = _JB_START_MS) -> None:
     """Our jitter buffer must not make glitches of its own: one packet of slack, no discard.
 
     pjsua's default (progressive discard, lowest prefetch) keeps the buffer as short as it
@@ -66,7 +66,7 @@ def _jb_steady(med: pj.MediaConfig) -> None:
     ``rtt_wire_ms`` is the target's own round trip either way. SWIG exposes the discard enum only as
     an opaque copy: the value is written into that copy.
     """
-    med.jbInit = med.jbMinPre = _JB_START_MS
+    med.jbInit = med.jbMinPre = start_ms
     try:
         algo = med.jbDiscardAlgo
         ctypes.c_int.from_address(int(algo)).value = _JB_DISCARD_NONE
@@ -252,7 +252,7 @@ class Worker:
         cfg.medConfig.noVad = True
         cfg.medConfig.clockRate = rate
         cfg.medConfig.sndClockRate = rate
-        _jb_steady(cfg.medConfig)
+        _jb_steady(cfg.medConfig, a.jb_ms)
         self.ep.libInit(cfg)
         for name, kind in _TRANSPORTS:
             tc = pj.TransportConfig()
@@ -382,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proxy", help="outbound proxy URI (the impairment relay)")
     p.add_argument("--answer-timeout", type=float, default=30.0)
     p.add_argument("--log-level", type=int, default=1, help="pjsua log level (stderr)")
+    p.add_argument("--jb-ms", type=int, default=_JB_START_MS,
+                   help="our jitter buffer's fixed start (ms): deeper when our receive side is impaired")
     return p
 
 

@@ -117,6 +117,24 @@ def test_quality_falls_with_loss_but_stays_above_silent_gaps(server: RunningServ
     assert f"PESQ falls below {limit:.2f} (the codec&#x27;s ceiling − 0.3) from 5 % loss." in page
 
 
+def test_loss_on_both_legs_is_concealed_on_both(server: RunningServer, cache: Path) -> None:
+    """5 % loss, half of it each way: the server conceals what it did not receive and echoes it;
+    the tester (pjsua, its buffer a frame deeper so that a gap is seen before it is due) conceals
+    what the echo lost. Together clearly above the same loss left silent."""
+    rc, res, _ = loopback(server.uri("echo"), cache, "--loss", "2.5", "--impair", "both", "--seed", "3",
+                          "--min-pesq-margin", "1.5")
+    call, s = res["calls"][0], res["summary"]
+    print(f"loss 2.5 % each way ({s['loss_measured_pct']} % in all): PESQ {call['pesq']} (ceiling "
+          f"{call['pesq_ceiling']}), gaps silent {s['pesq_silent_gaps']}, concealed offline "
+          f"{s['pesq_concealed_offline']}, round trip {call['rtt_ms']}..{call['rtt_max_ms']} ms")
+    assert rc == 0, res["verdict"]
+    for leg in ("up", "down"):
+        counts = call["relay"][leg]
+        assert 0.01 <= counts["dropped"] / counts["packets"] <= 0.045, (leg, counts)
+    assert 3.5 <= s["loss_measured_pct"] <= 7
+    assert call["pesq"] > s["pesq_silent_gaps"] + 0.25, (call["pesq"], s["pesq_silent_gaps"])
+
+
 def test_jitter_is_absorbed_by_the_server_jitter_buffer(server: RunningServer, cache: Path) -> None:
     """Our RTP held 0 to 40 ms at random (reordered at times): the server's adaptive jitter
     buffer waits longer, so the speech comes back nearly whole (its adaptation may cost a

@@ -483,3 +483,13 @@ def test_report_says_when_quality_holds_and_skips_a_one_step_sweep() -> None:
     page = render_html(one)
     assert "Quality vs impairment" not in page and len(_svgs(page)) == 3
     assert "no data" not in sweep_svg(one["sweep"], "jitter") and "one step only" in sweep_svg(one["sweep"], "jitter")
+
+
+def test_the_tester_s_own_jitter_buffer_is_deeper_when_what_it_receives_is_impaired() -> None:
+    from acd.loopback.runner import tester_jitter_buffer_ms
+
+    assert tester_jitter_buffer_ms(Impairment(5, 20, "send")) == 30  # only the target's buffer is tested
+    assert tester_jitter_buffer_ms(Impairment(0, 0, "both")) == 30
+    assert tester_jitter_buffer_ms(Impairment(5, 0, "recv")) == 50  # a frame: the gap is seen before it is due
+    assert tester_jitter_buffer_ms(Impairment(0, 20, "both")) == 70  # the relay holds up to 2 × 20 ms
+    assert tester_jitter_buffer_ms(Impairment(2.5, 10, "both")) == 70

@@ -227,6 +227,21 @@ def test_random_loss_is_concealed_once_per_missing_frame(jitter: float) -> None:
     assert r.played() == sorted(set(r.played()))
 
 
+def test_a_loss_a_little_below_target_is_concealed_not_held_for() -> None:
+    """By default a missing packet while the delay is below the target holds the timeline a frame
+    (the packet may still come; the buffer grows). ``loss_hold_below_ms`` (the echo test: 5 ms,
+    its clock phase follows the caller instead) holds only when further below: with the target
+    10 ms above the transit quantile, the packets still come in time, so nothing is late either."""
+    profile = Profile(loss=0.05, jitter_ms=3.0)
+    held = simulate(profile, 30.0, JitterConfig(min_delay_ms=0), seed=8)
+    steady = simulate(profile, 30.0, JitterConfig(min_delay_ms=0, loss_hold_below_ms=5.0), seed=8)
+    inserts = [f for _, f in held.frames if f.kind == "conceal" and f.reason == "insert"]
+    assert len(inserts) == 1 and held.jb.stats["inserted"] == 1  # the proof that this run holds once
+    s = steady.jb.stats
+    assert s["inserted"] == 0 and s["late"] == 0 and s["concealed"] == s["lost"] == held.jb.stats["lost"] > 50
+    assert steady.played() == sorted(set(steady.played()))
+
+
 def test_bursty_gilbert_elliott_loss() -> None:
     r = simulate(Profile(gilbert=(0.02, 0.4)), 30.0, seed=3)
     s = r.jb.stats

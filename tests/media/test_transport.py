@@ -121,6 +121,7 @@ def test_rtcp_socket_is_port_plus_one() -> None:
     asyncio.run(run())
 
 
+@pytest.mark.realtime
 def test_media_clock_ticks_on_an_absolute_schedule() -> None:
     async def run() -> list[float]:
         clock = MediaClock(0.01)
@@ -136,6 +137,7 @@ def test_media_clock_ticks_on_an_absolute_schedule() -> None:
     assert steps == {0.01}  # scheduled times never drift, however late a tick ran
 
 
+@pytest.mark.realtime
 def test_media_clock_phases_shift_a_callback_by_whole_slots() -> None:
     """Slots of 2.5 ms: a callback shifted 3 slots later ticks 7.5 ms after the phase-0 one, then
     1 slot earlier (5 ms after); every callback keeps one tick per period, none is lost or doubled."""

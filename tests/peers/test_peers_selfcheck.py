@@ -8,7 +8,6 @@ runtime.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess

@@ -27,6 +27,8 @@ import pytest
 
 from tests.audio import peak_hz
 
+pytestmark = pytest.mark.realtime  # a real PortAudio stream's timing: see tests/conftest.py
+
 ROOT = Path(__file__).resolve().parents[2]
 
 ASOUNDRC = """

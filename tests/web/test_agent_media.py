@@ -21,6 +21,8 @@ from acd.web.agent_media import MAX_QUEUE_FRAMES, AgentMedia, _Fifo
 from media.resample import resample_file_rate
 from tests.audio import dominant_frequency, rms_dbfs, xcorr_delay
 
+pytestmark = pytest.mark.realtime  # real aiortc timing: see tests/conftest.py
+
 RATE = 8000  # the trunk's rate (PCMU)
 FRAME = 160
 AGENT_RATE = 48000
