@@ -516,6 +516,12 @@ def test_gui_transfers_and_consults_end_to_end(server_factory, tmp_path: Path, x
     bob.wait_log(r"available", 30)
     heard = tmp_path / "heard.wav"
 
+    def answer_and_talk(timeout: float) -> list[dict]:
+        return [{"do": "wait", "target": "popup.caller", "timeout": timeout},
+                {"do": "click", "target": "popup.answer"},
+                {"do": "wait", "state": "on-call"},
+                {"do": "sleep", "seconds": 3}]
+
     def to_bob(kind: str) -> list[dict]:
         return [{"do": "click", "target": f"main.{kind}"},
                 {"do": "wait", "target": "transfer.kind_agent"},
@@ -531,10 +537,7 @@ def test_gui_transfers_and_consults_end_to_end(server_factory, tmp_path: Path, x
         {"do": "click", "target": "main.available"},
         {"do": "wait", "state": "available"},
         {"do": "signal", "name": "available"},
-        {"do": "wait", "target": "popup.caller", "timeout": 30},
-        {"do": "click", "target": "popup.answer"},
-        {"do": "wait", "state": "on-call"},
-        {"do": "sleep", "seconds": 3},
+        *answer_and_talk(30),
         *to_bob("transfer"),  # blind
         {"do": "wait", "state": "wrap-up"},
         {"do": "wait", "target": "main.message", "text": "Call transferred"},
@@ -542,10 +545,7 @@ def test_gui_transfers_and_consults_end_to_end(server_factory, tmp_path: Path, x
         {"do": "click", "target": "main.wrapup_done"},
         {"do": "wait", "state": "available"},
         {"do": "signal", "name": "free"},
-        {"do": "wait", "target": "popup.caller", "timeout": 40},
-        {"do": "click", "target": "popup.answer"},
-        {"do": "wait", "state": "on-call"},
-        {"do": "sleep", "seconds": 3},
+        *answer_and_talk(40),
         *to_bob("consult"),
         {"do": "wait", "target": "main.consult_state", "text": "connected"},
         {"do": "signal", "name": "consulting"},
