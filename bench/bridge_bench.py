@@ -29,7 +29,7 @@ alone, without a loopback to subtract:
   audio, dated through the RTP timestamp). This is the server's share: its trunk jitter
   buffer and media-clock tick, 8 -> 48 kHz resampling for Opus, the to-agent FIFO, encoding.
 * agent -> caller: the agent hands the chirp's frame to aiortc's sender, to the arrival of
-  the RTP packet that brings it to the caller: the server's aiortc jitter buffer (80 ms),
+  the RTP packet that brings it to the caller: the server's receive jitter buffer (20 ms, media/rtc_jitter.py),
   decoding, 48 -> 8 kHz, the to-caller FIFO and tick phase, encoding; plus the agent's own
   encode (well under a millisecond).
 

@@ -40,6 +40,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from media.quality import (CODEC_IMPAIRMENTS, QualitySnapshot, QualityThresholds, mos_from_r, r_factor,
                            warnings as quality_warnings)
 from media.resample import Resampler
+from media.rtc_jitter import use_low_delay_jitter_buffer
 from softphone.errors import MediaError, SoftphoneError
 
 if TYPE_CHECKING:
@@ -216,6 +217,7 @@ class SoftphoneMedia:
             await self._close_pc()
             pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers_from(self.ice_servers)))
             transceiver = pc.addTransceiver(_MicTrack(self), direction="sendrecv")
+            use_low_delay_jitter_buffer(transceiver.receiver)  # 20 ms, not aiortc's 80
             prefs = self._codec_preferences()
             if prefs:
                 transceiver.setCodecPreferences(prefs)

@@ -32,11 +32,12 @@ jitter.
 Latency, measured over the host's own addresses (tests/web/test_agent_media.py, trunk at
 8 kHz, ``party`` to the peer's decoded track and back):
 
-* caller → agent: 81 ms with PCMU, 118-128 ms with Opus. Of this, 80 ms is the receiving
-  aiortc's jitter buffer (prefetch 4; a browser's NetEq is adaptive), 30 ms the 8 → 48 kHz
-  steady resampler, and 6.5 ms Opus look-ahead.
-* agent → caller: 113-118 ms with PCMU, 140 ms with Opus: our aiortc jitter buffer (80 ms),
-  48 → 8 kHz (27.5 ms), the spare frame and the tick phase (0-20 ms each).
+* caller → agent: 81 ms with PCMU, 108 ms with Opus, to an aiortc client with aiortc's own
+  receive jitter buffer (prefetch 4: 80 ms; a browser's NetEq is adaptive; our softphone
+  uses :mod:`media.rtc_jitter`'s 20 ms), 4 ms the 8 → 48 kHz resampler, 6.5 ms Opus look-ahead.
+* agent → caller: 58-59 ms: our receive jitter buffer (:mod:`media.rtc_jitter`: one frame,
+  20 ms; aiortc's own took 80 ms and stalled 320 ms on a lost packet), 48 → 8 kHz (4 ms),
+  the spare frame and the tick phase (0-20 ms each).
 
 CPU, one session in its own process with the peer elsewhere (2-core host): Opus 8 % of a
 core idle (silence out, the agent's microphone in), 12 % during a call; PCMU 7 % and 8 %.
@@ -64,6 +65,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription
 
 from media.resample import Resampler
+from media.rtc_jitter import use_low_delay_jitter_buffer
 
 __all__ = ["AgentMedia", "Party", "MAX_QUEUE_FRAMES", "CODECS"]
 
@@ -355,6 +357,7 @@ class AgentMedia:
         # binds to it, and aiortc negotiates codecs in setRemoteDescription
         transceiver = pc.addTransceiver(track, direction="sendrecv")
         transceiver.setCodecPreferences(self._preferences())
+        use_low_delay_jitter_buffer(transceiver.receiver)  # 20 ms, not aiortc's 80
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())  # waits for ICE gathering
         answer = pc.localDescription.sdp
