@@ -5,14 +5,13 @@ the decoder only once four more frames have arrived behind it — 80 ms of delay
 packet — and a lost packet blocks every frame behind it until 16 are queued, then they all go
 at once (320 ms of silence, then a burst; aiortc issue #543). Our media path already has its
 own cushion behind the decoder (the server's FIFO to the caller, the softphone's adaptive
-playout buffer), so the receiver only has to put packets back in order:
+playout buffer), and an audio frame is one packet, so the receiver only has to keep order:
 
-* a frame goes as soon as the next one has begun — aiortc knows an audio frame is whole only
-  then — which is 20 ms instead of 80 ms;
-* a hole is given up (counted lost) as soon as the packet after it arrives. aiortc hands the
-  decoder at most one frame per arriving packet, so any frame held back behind a hole would
-  stay queued for good (20 ms more delay for the rest of the call); a packet overtaken by
-  the next one is rare on one path, and costs 20 ms of audio, concealed behind.
+* a packet goes to the decoder as it arrives (0 ms instead of 80 ms), if it is the next one or
+  later in sequence; one from behind is late and dropped (the cushion behind would have
+  dropped it anyway);
+* a gap is given up at once: :class:`GapConcealer`, behind the decoder, sees the jump in the
+  timestamps and fills it with concealment, so the timeline never moves.
 
 :func:`use_low_delay_jitter_buffer` swaps it into a transceiver's receiver. aiortc keeps the
 buffer in a private attribute; if that ever changes, the receiver keeps aiortc's own buffer and
@@ -23,46 +22,49 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from fractions import Fraction
 from typing import Any
 
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+import numpy as np
 
-__all__ = ["LowDelayJitterBuffer", "use_low_delay_jitter_buffer", "SKIP_AFTER"]
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.utils import uint16_add
+
+from media.codecs.base import WaveformPlc
+
+__all__ = ["LowDelayJitterBuffer", "use_low_delay_jitter_buffer", "GapConcealer"]
 
 log = logging.getLogger(__name__)
 
-SKIP_AFTER = 1  # packets behind a hole before it is given up
+MAX_DROPOUT = 3000  # RFC 3550 A.1: further ahead is a restart, not a loss
+MAX_MISORDER = 100  # further behind is a restart, not a late packet
 _ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
 
 
 class LowDelayJitterBuffer(JitterBuffer):
-    """aiortc's ``JitterBuffer`` interface (``add`` → (pli, frame)), for audio: prefetch 1 and
-    holes given up once :data:`SKIP_AFTER` packets are behind. ``stats`` counts ``skipped``."""
+    """aiortc's ``JitterBuffer`` interface (``add`` → (pli, frame)) for audio, where a packet is
+    a frame: each goes to the decoder as it arrives, in sequence order. A gap in the sequence is
+    given up at once (``skipped``: the concealment behind the decoder fills it, see
+    :class:`GapConcealer`); a packet from behind the last one passed is ``late`` and dropped."""
 
-    def __init__(self, capacity: int = 16, skip_after: int = SKIP_AFTER) -> None:
-        super().__init__(capacity=capacity, prefetch=1, is_video=False)
-        self.skip_after = skip_after
+    def __init__(self, capacity: int = 16) -> None:
+        super().__init__(capacity=capacity, prefetch=0, is_video=False)
         self.stats: Counter[str] = Counter()
 
-    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
-        frame = super()._remove_frame(sequence_number)
-        if frame is not None or self._origin is None:
-            return frame
-        slots = [self._packets[(self._origin + i) % self._capacity] for i in range(self._capacity)]
-        hole = next((i for i, p in enumerate(slots) if p is None), None)
-        if hole is None:
-            return None
-        behind = [i for i in range(hole + 1, self._capacity) if slots[i] is not None]
-        if len(behind) < self.skip_after:
-            return None
-        # give the hole up: the frame before it is whole (a packet of another frame is here)
-        head = [p for p in slots[:hole] if p is not None]
-        self.remove(behind[0])
-        self.stats["skipped"] += behind[0] - hole
-        log.debug("jitter buffer: gave up %d packet(s) before %d", behind[0] - hole, self._origin)
-        if not head:
-            return super()._remove_frame(sequence_number)
-        return JitterFrame(data=b"".join(p._data for p in head), timestamp=head[0].timestamp)  # type: ignore[attr-defined]
+    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
+        seq = packet.sequence_number
+        if self._origin is not None:
+            ahead = uint16_add(seq, -self._origin)  # 0: the next one expected
+            if ahead >= 0x8000 or ahead >= MAX_DROPOUT:  # behind (late, duplicate) or far ahead
+                if ahead < 0x8000 or uint16_add(self._origin, -seq) > MAX_MISORDER:
+                    self._origin = None  # a restart (RFC 3550 A.1): take it as the new start
+                else:
+                    self.stats["late"] += 1
+                    return False, None
+            elif ahead:
+                self.stats["skipped"] += ahead
+        self._origin = uint16_add(seq, 1)
+        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
 
 
 def use_low_delay_jitter_buffer(receiver: Any) -> LowDelayJitterBuffer | None:
@@ -74,3 +76,41 @@ def use_low_delay_jitter_buffer(receiver: Any) -> LowDelayJitterBuffer | None:
     buffer = LowDelayJitterBuffer(capacity=current.capacity)
     setattr(receiver, _ATTRIBUTE, buffer)
     return buffer
+
+
+class GapConcealer:
+    """Conceals the frames the receive buffer gave up, behind aiortc's decoder (which never
+    learns of them: a lost packet would otherwise be 20 ms cut out of the audio).
+
+    Feed every decoded frame with its ``pts`` and ``time_base``; a jump in ``pts`` of whole
+    frames is a loss, filled by pitch-repetition concealment (:class:`WaveformPlc`, G.711
+    Appendix I; silence after 60 ms) before the frame, which is blended in. A jump backwards or
+    beyond :data:`MAX_GAP_FRAMES` is a new stream: nothing is made up.
+    """
+
+    MAX_GAP_FRAMES = 10
+
+    def __init__(self) -> None:
+        self._plc: WaveformPlc | None = None
+        self._rate = 0
+        self._next: Fraction | None = None  # when the next frame should start (seconds)
+        self.stats: Counter[str] = Counter()
+
+    def feed(self, pcm: np.ndarray, pts: int | None, time_base: Fraction | None, rate: int) -> list[np.ndarray]:
+        """The frames to play for this one: concealment for any frames missing before it, then it."""
+        if rate != self._rate or self._plc is None:
+            self._plc = WaveformPlc(rate) if rate % 8000 == 0 else None
+            self._rate, self._next = rate, None
+        out: list[np.ndarray] = []
+        n = len(pcm)
+        if pts is not None and time_base is not None and n:
+            start = pts * Fraction(time_base)
+            if self._next is not None and self._plc is not None:
+                missing = (start - self._next) * rate / n
+                frames = round(missing)
+                if 1 <= frames <= self.MAX_GAP_FRAMES and abs(missing - frames) < Fraction(1, 4):
+                    self.stats["concealed"] += frames
+                    out.extend(self._plc.conceal(n) for _ in range(frames))
+            self._next = start + Fraction(n, rate)
+        out.append(self._plc.good(pcm.copy()) if self._plc is not None else pcm)
+        return out

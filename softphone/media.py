@@ -40,7 +40,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from media.quality import (CODEC_IMPAIRMENTS, QualitySnapshot, QualityThresholds, mos_from_r, r_factor,
                            warnings as quality_warnings)
 from media.resample import Resampler
-from media.rtc_jitter import use_low_delay_jitter_buffer
+from media.rtc_jitter import GapConcealer, use_low_delay_jitter_buffer
 from softphone.errors import MediaError, SoftphoneError
 
 if TYPE_CHECKING:
@@ -326,6 +326,7 @@ class SoftphoneMedia:
             return
         resampler: Resampler | None = None
         pending = np.zeros(0, np.int16)
+        concealer = GapConcealer()  # the packets the receive buffer gave up, filled in
         while True:
             try:
                 frame = await track.recv()
@@ -335,6 +336,9 @@ class SoftphoneMedia:
             pcm = frame.to_ndarray().reshape(-1, channels)
             pcm = pcm[:, 0] if channels == 1 else pcm.astype(np.int32).mean(axis=1).astype(np.int16)
             pcm = np.ascontiguousarray(pcm, dtype=np.int16)
+            frames = concealer.feed(pcm, frame.pts, frame.time_base, frame.sample_rate)
+            self.counters["frames_concealed"] = concealer.stats["concealed"]
+            pcm = np.concatenate(frames) if len(frames) > 1 else frames[0]
             if frame.sample_rate != FRAME_RATE:
                 if resampler is None or resampler.in_rate != frame.sample_rate:
                     resampler = Resampler(frame.sample_rate, FRAME_RATE, steady=True)

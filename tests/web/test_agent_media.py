@@ -248,6 +248,43 @@ def test_tones_both_ways_and_latency(codec: str, wire_rate: int) -> None:
     run(main)
 
 
+@pytest.mark.parametrize("codec", ["opus", "pcmu"])
+def test_agent_packets_lost_are_concealed_not_waited_for(codec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One packet in 15 from the agent never reaches our receive buffer: each is given up when the
+    next arrives and filled by concealment behind the decoder, so the caller hears the agent's
+    tone without a silent 20 ms block (aiortc's own buffer stalled 320 ms on each)."""
+    from media.rtc_jitter import LowDelayJitterBuffer
+
+    add = LowDelayJitterBuffer.add
+    monkeypatch.setattr(LowDelayJitterBuffer, "add",
+                        lambda self, packet: (False, None) if packet.sequence_number % 15 == 7 else add(self, packet))
+
+    async def main() -> None:
+        media = AgentMedia(codec=codec, label="t")
+        agent = FakeAgent(tone(AGENT_HZ, AGENT_RATE))
+        await agent.connect(media)
+        caller = Caller(media.attach(RATE, FRAME), tone(CALLER_HZ, RATE))
+        caller.start()
+        loop = asyncio.get_running_loop()
+        try:
+            await until(lambda: media.state == "connected")
+            await until(lambda: rms_dbfs(to_float(caller.heard_since(loop.time() - 0.2))) > -30)
+            start = loop.time()
+            await asyncio.sleep(2.0)
+            heard = caller.heard_since(start)
+        finally:
+            await caller.stop()
+            await agent.close()
+            await media.close()
+        assert media.counters["frames_concealed_from_agent"] >= 5, dict(media.counters)
+        blocks = to_float(heard[:len(heard) // FRAME * FRAME]).reshape(-1, FRAME)
+        levels = 20 * np.log10(np.sqrt(np.mean(blocks ** 2, axis=1)) + 1e-9)
+        assert levels.min() > -30, np.round(levels).tolist()  # no silent 20 ms block
+        assert abs(dominant_frequency(to_float(heard), RATE, skip_s=0) - AGENT_HZ) < 10
+
+    run(main)
+
+
 # -- hold and mute ---------------------------------------------------------------------------
 
 def test_hold_and_mute_silence_the_agent() -> None:
