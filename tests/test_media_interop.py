@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from media.codecs.g711 import ulaw_decode
+from acd.loopback.measure import segment_lags
 from tests.audio import dominant_frequency, read_wav, write_wav, xcorr_delay
 from tests.harness import ROOT, RunningServer, free_port, run_peer
 from tests.pcap import pcmu_tone_pcap
@@ -77,7 +78,7 @@ def speechlike(rate: int, seconds: float, seed: int = 4) -> np.ndarray:
 
 def test_pjsua_round_trip_through_the_echo_is_fast_and_faithful(server: RunningServer, tmp_path: Path) -> None:
     ref = speechlike(8000, 4.0)
-    write_wav(str(tmp_path / "ref.wav"), (ref * 32767).astype(np.int16), 8000)
+    write_wav(str(tmp_path / "ref.wav"), ref, 8000)  # float in [-1, 1]: write_wav scales it
     rc, res = run_peer("call", "--uri", server.uri("echo"), "--codec", "PCMU", "--clock-rate", "8000",
                        "--play", str(tmp_path / "ref.wav"), "--record", str(tmp_path / "back.wav"),
                        "--duration", "4")
@@ -85,11 +86,14 @@ def test_pjsua_round_trip_through_the_echo_is_fast_and_faithful(server: RunningS
     back, rate = read_wav(str(tmp_path / "back.wav"))
     assert rate == 8000
     delay, peak = xcorr_delay(ref, back, rate, max_delay_s=1.0)
-    # the same signal comes back (peak) and the whole round trip — pjsua's own buffers, the
-    # network, our jitter buffer and media clock — stays within 60 ms on loopback
-    print(f"round trip {1000 * delay:.1f} ms, correlation peak {peak:.2f}")
-    assert peak > 0.5, peak
-    assert 0 < delay <= 0.060, delay
+    # the same signal comes back, every half second of it (pjsua's own adaptive jitter buffer
+    # may move its delay by 10-20 ms during the call, which lowers a whole-call peak), and the
+    # round trip — pjsua's own buffers, the network, our jitter buffer and media clock — stays
+    # within 60 ms on loopback
+    lags = segment_lags(ref, back, rate, window_s=0.5, min_peak=0.9)
+    print(f"round trip {1000 * delay:.1f} ms, correlation peak {peak:.2f}, per half second {lags}")
+    assert len(lags) >= 6, lags  # 4 s: 7 half-overlapping windows
+    assert 0 < float(np.median(lags)) / rate <= 0.060 and peak > 0.5, (lags, peak)
     server.wait_log(r"quality: MOS")
 
 
