@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from media.quality import QualitySnapshot
 from media.stream import AudioStream, StreamParams
 from media.transport import MediaClock, RtpEndpoint
 
-__all__ = ["CallMedia", "params_from_sdp", "FOLLOW_EVERY"]
+__all__ = ["CallMedia", "params_from_sdp"]
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +148,10 @@ class CallMedia:
 
     def _follow(self) -> None:
         """Keep ticking just after the caller's packets are due as their timing drifts, one slot
-        at a time: later at once when the delay is below the jitter buffer's target; earlier after two checks in a row (1 s) above it by more than the alignment's
-        headroom but less than a frame (a frame or more is the buffer's to fix: it drops whole
-        frames). A steady far end sees no change."""
+        at a time: later at once when the delay is below the jitter buffer's target (before the
+        buffer inserts a whole frame: its patience is 1 s); earlier after two checks in a row
+        (1 s) above it by more than the alignment's headroom but less than a frame (a frame or
+        more is the buffer's to fix: it drops whole frames). A steady far end sees no change."""
         jb = self.stream.jitter
         if jb.state != "playing" or self._token is None:
             return
@@ -162,8 +163,8 @@ class CallMedia:
             want = 1
         else:
             want = 0
-        if want == 0 or (want < 0 and self._want != want):  # earlier only when asked twice in a row; later
-            self._want = want  # at once, before the buffer would insert a whole frame (its patience is 1 s)
+        if want == 0 or (want < 0 and self._want != want):
+            self._want = want
             return
         self._want = 0
         phase = self.clock.shift(self._token, want)

@@ -200,6 +200,7 @@ class MediaClock:
         self._due: dict[int, int] = {}  # token -> slot index of its next tick
         self._buckets: dict[int, dict[int, None]] = {}  # slot index -> tokens due then
         self._done = -1  # the last slot index run
+        self._counted = -1  # the last period counted in stats["ticks"]
         self._handle: asyncio.TimerHandle | None = None
         self._start = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -297,6 +298,7 @@ class MediaClock:
                 except MediaError as exc:
                     self.stats["callback_error"] += 1
                     log.warning("media tick error: %s", exc)
-            if index % self.slots == 0:
+            if index // self.slots != self._counted:  # one per period, whatever the phases in use
+                self._counted = index // self.slots
                 self.stats["ticks"] += 1
         self._arm()
