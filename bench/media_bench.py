@@ -28,8 +28,6 @@ import time
 import timeit
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -70,7 +68,6 @@ def micro() -> None:
     print(f"  {'jitter buffer put+get':<28} {per_call_us(put_get, number=20000):7.2f}")
     print(f"  {'mixer, per participant (10)':<28} {mixer_benchmark(participants=10, ticks=500):7.2f}")
     leg = AudioStream(StreamParams(0, "PCMU"), 0.0, rng=random.Random(1))
-    frame = (3000 * np.sin(np.arange(160) / 3)).astype(np.int16)
     state2 = {"k": 0}
 
     def echo_leg() -> None:

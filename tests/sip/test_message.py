@@ -552,7 +552,7 @@ def test_multi_value_headers_split_outside_quotes_and_brackets() -> None:
 def test_quoted_strings_with_escapes() -> None:
     display = r'"Bob \"The Builder\", \\ Jr <x>"'
     headers = with_header("To", f"{display} <sip:bob@example.com>")
-    headers = with_header("Contact", rf'"a \"b, c\"" <sip:a@example.com>, "d\\" <sip:d@example.com>',
+    headers = with_header("Contact", r'"a \"b, c\"" <sip:a@example.com>, "d\\" <sip:d@example.com>',
                           headers)
     msg = parse_message(build(headers=headers))
     assert msg.to.display == display
