@@ -43,7 +43,7 @@ from softphone.devices import FakeBackend, FakeDevice  # noqa: E402
 
 FRAME_S = FRAME_SAMPLES / FRAME_RATE
 CONFIGS = [(48000, 480, ""), (48000, 256, ""), (44100, 441, ""), (16000, 160, ""),
-           (16000, 160, "baseline: soxr's variable-rate engine at 16 kHz, as before media/polyphase.py")]
+           (16000, 160, "baseline: soxr's variable-rate engine at 16 kHz, as before the polyphase filter")]
 WARMUP_S = 0.5
 PULSE = 16000  # peak of the marker: a 1 ms Hann bump (band-limited: survives any resampling)
 

@@ -15,7 +15,7 @@ Three engines, picked by ``steady`` and the rates:
   (:attr:`Resampler.latency`) peak at 175 ms for 8→48 kHz, 157 ms for 48→8, 115 ms for
   8↔16, 37 ms for 16↔48 (HQ, 20 ms blocks, measured; about half that on average). Right
   for prompts, recordings and anything not played live.
-* ``steady=True`` at an integer ratio (8↔16↔48 kHz, mono): :class:`media.polyphase.PolyphaseFIR`,
+* ``steady=True`` at an integer ratio (8↔16↔48 kHz, mono): :class:`PolyphaseFIR`,
   a linear-phase polyphase filter holding back only its group delay (2.1 ms for 16↔48 kHz,
   4.3 ms for 8↔48 and 8↔16 kHz), every block giving its exact share of output, ≥ 80 dB
   against aliases and images, flat to 85 % of the lower rate's Nyquist frequency.
@@ -37,14 +37,15 @@ Either way the output of one :meth:`Resampler.process` is not always exactly
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 
 import numpy as np
 import soxr
+from numpy.lib.stride_tricks import sliding_window_view
 
-from media.polyphase import PolyphaseFIR, integer_ratio
-
-__all__ = ["Resampler", "resample_file_rate", "QUALITIES"]
+__all__ = ["Resampler", "resample_file_rate", "QUALITIES", "PolyphaseFIR", "integer_ratio"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,111 @@ def _check_pcm(pcm: np.ndarray, channels: int) -> np.ndarray:
     if channels > 1 and (pcm.ndim != 2 or pcm.shape[1] != channels):
         raise ValueError(f"{channels}-channel PCM must be 2-D (frames, {channels})")
     return np.ascontiguousarray(pcm)
+
+
+# ------------------------------------------------------------------ low-delay integer ratios
+# A linear-phase Kaiser-windowed sinc run as a polyphase interpolator (up by L) or decimator
+# (down by M), state kept between blocks: passband flat to 85 % of the lower rate's Nyquist
+# frequency, >= 80 dB down from it on (aliases and images). The output is aligned with the
+# input (the group delay is dropped from the start), so ``delay`` is the only hold-back.
+
+PASS_FRACTION = 0.85  # passband edge, fraction of the lower rate's Nyquist frequency
+ATTENUATION_DB = 80.0  # stopband from the lower rate's Nyquist frequency on
+
+
+def integer_ratio(in_rate: int, out_rate: int) -> int | None:
+    """The integer factor between the two rates (up or down), or None (1 counts as None)."""
+    hi, lo = max(in_rate, out_rate), min(in_rate, out_rate)
+    return hi // lo if hi % lo == 0 and hi != lo else None
+
+
+@functools.lru_cache(maxsize=32)
+def design_lowpass(low_rate: int, factor: int) -> np.ndarray:
+    """Kaiser-windowed sinc at ``low_rate × factor``; odd length with (N-1)/2 a multiple of factor.
+
+    Kaiser's estimates (A = attenuation in dB, Δω the transition width in rad/sample):
+    β = 0.1102 (A − 8.7), N ≈ (A − 8) / (2.285 Δω).
+    """
+    high = low_rate * factor
+    f_pass, f_stop = PASS_FRACTION * low_rate / 2, low_rate / 2
+    width = 2 * math.pi * (f_stop - f_pass) / high
+    n = math.ceil((ATTENUATION_DB - 8) / (2.285 * width))
+    half = math.ceil((n - 1) / 2 / factor) * factor  # (N-1)/2, a whole number of low-rate samples
+    n = 2 * half + 1
+    beta = 0.1102 * (ATTENUATION_DB - 8.7)
+    fc = (f_pass + f_stop) / 2 / high  # cycles per sample
+    k = np.arange(n) - half
+    h = 2 * fc * np.sinc(2 * fc * k) * np.kaiser(n, beta)
+    h /= h.sum()  # unity gain at DC
+    h.setflags(write=False)
+    return h
+
+
+class PolyphaseFIR:
+    """Stateful mono int16 → float resampler for ``out/in`` or ``in/out`` an integer."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        factor = integer_ratio(in_rate, out_rate)
+        if factor is None:
+            raise ValueError(f"{in_rate} → {out_rate} Hz is not an integer ratio")
+        self.in_rate, self.out_rate, self.factor = in_rate, out_rate, factor
+        self.up = out_rate > in_rate
+        h = design_lowpass(min(in_rate, out_rate), factor)
+        self.taps = len(h)
+        half = (self.taps - 1) // 2
+        if self.up:
+            # phase p filter: h[p + L·j]; a window of K inputs (oldest first) times the reversed phases
+            k = math.ceil(self.taps / factor)
+            padded = np.zeros(k * factor)
+            padded[:self.taps] = h * factor  # zero-stuffing divides the gain by L
+            self._matrix = padded.reshape(k, factor)[::-1].astype(np.float32)  # (K, L)
+            self._hist = k - 1
+            self._delay = half  # output samples
+        else:
+            self._kernel = h[::-1].astype(np.float32)
+            self._hist = self.taps - 1
+            self._delay = half // factor
+        self._buf = np.zeros(self._hist, np.float32)
+        self._skip = self._delay
+
+    @property
+    def delay(self) -> int:
+        """Output samples the filter holds back (its group delay at the output rate)."""
+        return self._delay
+
+    def reset(self) -> None:
+        self._buf = np.zeros(self._hist, np.float32)
+        self._skip = self._delay
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        """Filter the next block (float32 or int16 samples); returns float32 at the output rate."""
+        buf = np.concatenate([self._buf, np.asarray(x, np.float32)])
+        if self.up:
+            if len(buf) <= self._hist:
+                self._buf = buf
+                return np.empty(0, np.float32)
+            y = (sliding_window_view(buf, self._hist + 1) @ self._matrix).reshape(-1)
+            self._buf = buf[len(buf) - self._hist:]
+        else:
+            m = self.factor
+            count = (len(buf) - self._hist + m - 1) // m if len(buf) > self._hist else 0
+            if count == 0:
+                self._buf = buf
+                return np.empty(0, np.float32)
+            rows = sliding_window_view(buf, self.taps)[:(count - 1) * m + 1:m]
+            y = rows @ self._kernel
+            self._buf = buf[count * m:]
+        if self._skip:
+            cut = min(self._skip, len(y))
+            y, self._skip = y[cut:], self._skip - cut
+        return y
+
+    def drain(self, count: int) -> np.ndarray:
+        """The next ``count`` output samples with silence fed in: the held-back tail at the end."""
+        if count <= 0:
+            return np.empty(0, np.float32)
+        zeros = math.ceil(count / self.factor) + 1 if self.up else (count + 1) * self.factor
+        return self.process(np.zeros(zeros, np.float32))[:count]
 
 
 class Resampler:
