@@ -347,9 +347,8 @@ class Server:
             tone = ToneSource(ToneSpec("test", (float(tone_hz),), level_dbm0=-10.0), rate, params.ptime_ms)
             call.app["tap"] = AudioTap(rate, frame_samples=tone.frame_size)
             extra = {"source": lambda received, now: tone.next_frame(), "sink": call.app["tap"]}
-        else:  # the echo test: as little delay as the caller's jitter allows, on the caller's phase
-            # (which moves in slots: a loss a little below the target is concealed, not held a frame for;
-            # the target is 10 ms above the transit quantile, so 5 ms below it packets still come in time)
+        else:  # the echo test: as little delay as the caller's jitter allows, on the caller's phase;
+            # a loss less than 5 ms below target is concealed, not held a frame for (architecture.md)
             params = replace(params, min_delay_ms=0, jitter_options={"loss_hold_below_ms": 5.0})
             extra = {"follow_phase": True}
         media = CallMedia(self.clock, self.config.rtp.address, call.app["rtp_port"], params,

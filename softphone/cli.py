@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--duration", type=float, metavar="S",
                       help="hang up each call after S seconds (default: wait for the caller); "
                            "with --echo-test its length (default 10)")
-    mode.add_argument("--calls", type=int, metavar="N", help="exit after N answered calls (consultations count) once no call is in progress")
+    mode.add_argument("--calls", type=int, metavar="N",
+                      help="exit after N answered calls (consultations count) once no call is in progress")
     mode.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     mode.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")
     # the window's test hooks (softphone/gui_script.py): audio from files, a scripted session

@@ -68,7 +68,8 @@ def test_latency_of_both_engines(in_rate: int, out_rate: int) -> None:
     # integer ratios: the low-delay polyphase filter; after the first block, one 20 ms block
     # in gives 20 ms out, holding back only the filter's group delay (2.1 ms or 4.3 ms)
     low = min(in_rate, out_rate)
-    assert all(h == held[-1] for h in held[1:]) and held[-1] / out_rate == pytest.approx(0.00425 if low == 8000 else 0.002125)
+    assert all(h == held[-1] for h in held[1:])
+    assert held[-1] / out_rate == pytest.approx(0.00425 if low == 8000 else 0.002125)
     assert len(y) == out_rate and abs(dominant_frequency(y, out_rate, 0.1) - 440) < 0.5
     # ... aligned with the input: no delay of its own inside the signal (chirp against soxr HQ)
     delay_s, peak = steady_delay(in_rate, out_rate)
