@@ -36,10 +36,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from media.codecs import make_codec  # noqa: E402
 from softphone.audio import FRAME_RATE, FRAME_SAMPLES, DeviceAudio  # noqa: E402
 from softphone.devices import FakeBackend, FakeDevice  # noqa: E402
+from codec_bench import voice  # noqa: E402  (the synthetic vibrato voice)
 
 FRAME_S = FRAME_SAMPLES / FRAME_RATE
 CONFIGS = [(48000, 480, ""), (48000, 256, ""), (44100, 441, ""), (16000, 160, ""),
@@ -53,18 +55,9 @@ def bump(rate: int) -> np.ndarray:
     return np.rint(PULSE * np.hanning(w + 2)[1:-1]).astype(np.int16)
 
 
-def voice(rate: int, seconds: float = 2.0) -> np.ndarray:
-    """A synthetic vibrato voice (harmonics, syllable-rate envelope, a little noise)."""
-    t = np.arange(int(rate * seconds)) / rate
-    phase = 2 * np.pi * (120 * t - 10 / (2 * np.pi * 4) * np.cos(2 * np.pi * 4 * t))
-    x = sum(4000 / k * np.sin(k * phase) for k in range(1, 20)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
-    x += np.random.default_rng(1).normal(0, 300, t.size)
-    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
-
-
 def opus_costs() -> tuple[float, float, float]:
     """Opus encode and decode CPU per 20 ms frame (ms, median of 5 runs) and its algorithmic delay (ms)."""
-    pcm = voice(FRAME_RATE)
+    pcm = voice(FRAME_RATE, 2.0)
     frames = pcm[: len(pcm) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
     enc_runs, dec_runs, decoded = [], [], []
     for run in range(5):
