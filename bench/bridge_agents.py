@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The agents' process for bench/bridge_bench.py: N aiortc agent clients in one asyncio loop.
 
-Each agent follows docs/agent-protocol.md (the approach of tests/web/agent_client.py, kept
-lean): HTTPS login, WebSocket ``hello``, one peer connection (``media-offer``), ``login``
-(available), and it answers every ``offer`` at once. It does not loop the caller back: its
+Each agent follows docs/agent-protocol.md through the softphone's own signalling client
+(``softphone.client.AgentConnection``: HTTPS login, WebSocket ``hello``, heartbeats,
+requests), with one peer connection (``media-offer``), ``login`` (available), and it answers
+every ``offer`` at once. It does not loop the caller back: its
 microphone is its own *probe signal* (see :func:`pattern`), a quiet continuous tone with a
 30 ms down-chirp at the start of every second, and it keeps what it hears during a call.
 Both ends of the bridge run on this host, so ``time.monotonic()`` (CLOCK_MONOTONIC) is one
@@ -39,18 +40,20 @@ import argparse
 import asyncio
 import fractions
 import json
-import ssl
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import av
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from softphone.client import AgentConnection
+from softphone.errors import SoftphoneError
+from softphone.trust import Trust
 
 __all__ = ["FRAME_S", "PERIOD_FRAMES", "AMPLITUDE", "chirp", "pattern", "detect", "delays", "pct", "silent"]
 
@@ -193,18 +196,18 @@ class CallRecord:
 
 
 class Agent:
-    """One agent client: signalling, the peer connection, auto-answer and what it heard."""
+    """One agent client: signalling through the softphone's :class:`AgentConnection` (login,
+    hello, heartbeats, requests), the peer connection, auto-answer and what it heard."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, name: str, password: str, rate: int) -> None:
-        self.http, self.url, self.name, self.password = http, url, name, password
+    def __init__(self, url: str, name: str, password: str, rate: int, trust: Trust) -> None:
+        self.name = name
+        self.conn = AgentConnection(url, name, password, trust=trust, client_name="bridge-bench",
+                                    client_version="1", request_timeout_s=20.0)
         self.track = ProbeTrack(rate)
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.pc: RTCPeerConnection | None = None
         self.current: CallRecord | None = None
         self.finished: list[CallRecord] = []
         self.errors: list[str] = []
-        self._results: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._n = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connected = asyncio.Event()
 
@@ -214,17 +217,8 @@ class Agent:
         task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
-        async with self.http.post(f"{self.url}/api/v1/login",
-                                  json={"agent": self.name, "password": self.password}) as r:
-            body = await r.json()
-            if r.status != 200:
-                raise RuntimeError(f"{self.name}: login {r.status} {body}")
-        self.ws = await self.http.ws_connect(self.url.replace("https://", "wss://").replace("http://", "ws://")
-                                             + "/api/v1/ws")
-        self._spawn(self._reader(self.ws))
-        welcome = await self.request("hello", version=1, token=body["token"],
-                                     client={"name": "bridge-bench", "version": "1"})
-        self._spawn(self._heartbeat(self.ws, float(welcome["heartbeat_s"])))
+        self.conn.add_listener(self._event)
+        welcome = await self.conn.connect()
         await self._media(welcome)
         await asyncio.wait_for(self._connected.wait(), 20)
         reply = await self.request("login")
@@ -238,8 +232,6 @@ class Agent:
         pc.on("track", lambda remote: self._spawn(self._listen(remote)))
         await pc.setLocalDescription(await pc.createOffer())
         reply = await self.request("media-offer", sdp=pc.localDescription.sdp)
-        if reply.get("type") != "result":
-            raise RuntimeError(f"{self.name}: media-offer {reply}")
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
         for receiver in pc.getReceivers():
             self._stamp_arrivals(receiver)
@@ -285,32 +277,24 @@ class Agent:
             record.rate = frame.sample_rate
             record.heard.append((time.monotonic(), int(frame.pts or 0), a.reshape(-1).astype(np.int16)))
 
-    async def _reader(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                break
-            data = json.loads(msg.data)
-            fut = self._results.pop(data.get("re"), None) if "re" in data else None
-            if fut is not None:
-                if not fut.done():
-                    fut.set_result(data)
-                continue
-            kind = data.get("type")
-            if kind == "media" and data.get("state") == "connected":
-                self._connected.set()
-            elif kind == "offer":
-                self._spawn(self._answer(data["call"]))
-            elif kind == "call-ended":
-                self._ended(str(data.get("call")))
-            elif kind == "error":
-                self.errors.append(str(data))
+    def _event(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "media" and data.get("state") == "connected":
+            self._connected.set()
+        elif kind == "offer":
+            self._spawn(self._answer(data["call"]))
+        elif kind == "call-ended":
+            self._ended(str(data.get("call")))
+        elif kind == "error":
+            self.errors.append(str(data))
 
     async def _answer(self, call: dict[str, Any]) -> None:
         record = CallRecord(str(call["id"]), str(call.get("caller") or ""))
         self.current, self.track.record = record, record.sent_chirps
-        reply = await self.request("answer", call=record.call)
-        if reply.get("type") != "result":
-            self.errors.append(f"answer: {reply}")
+        try:
+            await self.request("answer", call=record.call)
+        except SoftphoneError as exc:
+            self.errors.append(f"answer: {exc.message}")
             self._ended(record.call)
 
     def _ended(self, call: str) -> None:
@@ -319,25 +303,14 @@ class Agent:
             self.current, self.track.record = None, None
             self.finished.append(record)
 
-    async def _heartbeat(self, ws: aiohttp.ClientWebSocketResponse, every: float) -> None:
-        while not ws.closed:
-            await asyncio.sleep(every)
-            if not ws.closed:
-                await ws.send_str(json.dumps({"type": "ping"}))
-
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
-        assert self.ws is not None
-        self._n += 1
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._results[self._n] = fut
-        await self.ws.send_str(json.dumps({"type": kind, "id": self._n, **fields}))
-        return await asyncio.wait_for(fut, 20)
+        """The reply's fields (a refusal raises :class:`SoftphoneError`)."""
+        return await self.conn.request(kind, **fields)
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self.ws is not None:
-            await self.ws.close()
+        await self.conn.close()
         if self.pc is not None:
             await self.pc.close()
 
@@ -349,13 +322,10 @@ class Agents:
         self.args = args
         self.rate = 8000 if args.codec in ("pcmu", "pcma") else 48000
         self.agents: list[Agent] = []
-        self.http: aiohttp.ClientSession | None = None
+        self.trust = Trust(ca_files=[args.cafile] if args.cafile else ())
 
     async def grow(self, n: int) -> dict[str, Any]:
-        if self.http is None:
-            ctx = ssl.create_default_context(cafile=self.args.cafile) if self.args.cafile else None
-            self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx if ctx else False, limit=0))
-        new = [Agent(self.http, self.args.url, f"b{i + 1:03d}", self.args.password, self.rate)
+        new = [Agent(self.args.url, f"b{i + 1:03d}", self.args.password, self.rate, self.trust)
                for i in range(len(self.agents), n)]
         results = await asyncio.gather(*(a.start() for a in new), return_exceptions=True)
         failed = [f"{a.name}: {r}" for a, r in zip(new, results) if isinstance(r, BaseException)]
@@ -373,8 +343,6 @@ class Agents:
 
     async def close(self) -> None:
         await asyncio.gather(*(a.close() for a in self.agents), return_exceptions=True)
-        if self.http is not None:
-            await self.http.close()
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
