@@ -207,6 +207,19 @@ def test_failover_to_the_secondary_server(server_factory, tmp_path: Path, softph
     assert seconds_with(tmp_path / "heard.wav", CALLER_HZ) >= 3.5
 
 
+async def logged_in_call(session: AgentSession, srv: RunningServer, tmp: Path,
+                         seconds: float) -> tuple[subprocess.Popen, str]:
+    """Start the session, log in, place a pjsua2 caller; returns it and the call's id once connected."""
+    await session.start()
+    await session.login()
+    caller = await asyncio.to_thread(start_caller, srv, tmp, seconds)
+    for _ in range(200):
+        if session.call and session.call.get("state") == "connected":
+            break
+        await asyncio.sleep(0.05)
+    return caller, session.call["id"]
+
+
 def test_a_lost_websocket_resumes_the_call(server_factory, tmp_path: Path) -> None:
     """The socket drops mid-call; the session says hello again with its token within the grace,
     the welcome returns the call, media is renegotiated and the audio continues both ways."""
@@ -222,14 +235,7 @@ def test_a_lost_websocket_resumes_the_call(server_factory, tmp_path: Path) -> No
         session.add_listener(lambda ev: events.append(ev) if ev["type"] in ("connection", "call-started",
                                                                              "call-summary", "call-ended") else None)
         try:
-            await session.start()
-            await session.login()
-            caller = await asyncio.to_thread(start_caller, srv, tmp_path, 16)
-            for _ in range(200):
-                if session.call and session.call.get("state") == "connected":
-                    break
-                await asyncio.sleep(0.05)
-            call_id = session.call["id"]
+            caller, call_id = await logged_in_call(session, srv, tmp_path, 16)
             await asyncio.sleep(3)
             await conn.drop()  # the network blinks
             assert await conn.wait_connected(10)
@@ -281,14 +287,7 @@ def test_failed_ice_rebuilds_the_peer_connection_mid_call(server_factory, tmp_pa
         states: list[str] = []
         session.media.on_state = states.append
         try:
-            await session.start()
-            await session.login()
-            caller = await asyncio.to_thread(start_caller, srv, tmp_path, 14)
-            for _ in range(200):
-                if session.call and session.call.get("state") == "connected":
-                    break
-                await asyncio.sleep(0.05)
-            call_id = session.call["id"]
+            caller, call_id = await logged_in_call(session, srv, tmp_path, 14)
             await asyncio.sleep(2.5)
             old_pc = session.media.pc
             before = (await session.media.stats()).frames_in
