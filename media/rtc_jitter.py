@@ -93,24 +93,24 @@ class GapConcealer:
     def __init__(self) -> None:
         self._plc: WaveformPlc | None = None
         self._rate = 0
-        self._next: Fraction | None = None  # when the next frame should start (seconds)
+        self._next: float | None = None  # when the next frame should start (seconds)
         self.stats: Counter[str] = Counter()
 
     def feed(self, pcm: np.ndarray, pts: int | None, time_base: Fraction | None, rate: int) -> list[np.ndarray]:
         """The frames to play for this one: concealment for any frames missing before it, then it."""
-        if rate != self._rate or self._plc is None:
+        if rate != self._rate:
             self._plc = WaveformPlc(rate) if rate % 8000 == 0 else None
             self._rate, self._next = rate, None
         out: list[np.ndarray] = []
         n = len(pcm)
         if pts is not None and time_base is not None and n:
-            start = pts * Fraction(time_base)
+            start = pts * time_base.numerator / time_base.denominator
             if self._next is not None and self._plc is not None:
                 missing = (start - self._next) * rate / n
                 frames = round(missing)
-                if 1 <= frames <= self.MAX_GAP_FRAMES and abs(missing - frames) < Fraction(1, 4):
+                if 1 <= frames <= self.MAX_GAP_FRAMES and abs(missing - frames) < 0.25:
                     self.stats["concealed"] += frames
                     out.extend(self._plc.conceal(n) for _ in range(frames))
-            self._next = start + Fraction(n, rate)
+            self._next = start + n / rate
         out.append(self._plc.good(pcm.copy()) if self._plc is not None else pcm)
         return out
