@@ -86,14 +86,16 @@ def test_pjsua_round_trip_through_the_echo_is_fast_and_faithful(server: RunningS
     back, rate = read_wav(str(tmp_path / "back.wav"))
     assert rate == 8000
     delay, peak = xcorr_delay(ref, back, rate, max_delay_s=1.0)
-    # the same signal comes back, every half second of it (pjsua's own adaptive jitter buffer
-    # may move its delay by 10-20 ms during the call, which lowers a whole-call peak), and the
-    # round trip — pjsua's own buffers, the network, our jitter buffer and media clock — stays
-    # within 60 ms on loopback
+    # the same signal comes back, every half second of it, and the round trip — pjsua's own
+    # buffers, the network, our jitter buffer and media clock — stays within 60 ms on loopback.
+    # Faithfulness is judged per half second (correlation ≥ 0.9 in each window), not on the
+    # whole call: pjsua's adaptive jitter buffer moves its own delay by 10-20 ms under load
+    # (seen in a capture: the echo's delay, packet to packet, stayed the same meanwhile), and one
+    # such step halves a whole-call peak.
     lags = segment_lags(ref, back, rate, window_s=0.5, min_peak=0.9)
     print(f"round trip {1000 * delay:.1f} ms, correlation peak {peak:.2f}, per half second {lags}")
-    assert len(lags) >= 6, lags  # 4 s: 7 half-overlapping windows
-    assert 0 < float(np.median(lags)) / rate <= 0.060 and peak > 0.5, (lags, peak)
+    assert len(lags) >= 10, lags  # 4 s: 15 half-overlapping windows; a step spoils those across it
+    assert 0 < float(np.median(lags)) / rate <= 0.060, lags
     server.wait_log(r"quality: MOS")
 
 
