@@ -18,12 +18,15 @@ from acd.web.auth import Authenticator, Session
 from acd.web.errors import AuthError
 from acd.web.hub import AgentHub, AgentLink
 
-__all__ = ["build_app", "start_site", "STATIC_DIR"]
+__all__ = ["build_app", "start_site", "STATIC_DIR", "SOCKETS"]
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024
+CLOSE_WAIT_S = 5.0  # how long a WebSocket we close waits for the client's close frame
+# each agent WebSocket's handler task; it ends once the close handshake is done
+SOCKETS = web.AppKey("sockets", set)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -59,6 +62,7 @@ class _Api:
         self.auth = auth
         self.hub = hub
         self.readiness = readiness
+        self.sockets: set[asyncio.Task[Any]] = set()  # the WebSocket handlers running
 
     def _session(self, request: web.Request, role: str = "agent") -> Session:
         header = request.headers.get("Authorization", "")
@@ -111,40 +115,57 @@ class _Api:
         return web.json_response({"results": self.readiness()})
 
     async def ws(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=4 * P.MAX_FRAME, heartbeat=None)
+        ws = web.WebSocketResponse(max_msg_size=4 * P.MAX_FRAME, heartbeat=None, timeout=CLOSE_WAIT_S)
         await ws.prepare(request)
-        out: asyncio.Queue[tuple[str, int, str]] = asyncio.Queue()
-        link = AgentLink(send=lambda text: out.put_nowait(("text", 0, text)),
-                         close=lambda code, reason: out.put_nowait(("close", code, reason)),
-                         peer=str(request.remote))
+        task = asyncio.current_task()
+        assert task is not None
+        self.sockets.add(task)
+        out: asyncio.Queue[str | None] = asyncio.Queue()
+        closing: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+        def close(code: int, reason: str) -> None:
+            if not closing.done():
+                closing.set_result((code, reason))
+
+        link = AgentLink(send=out.put_nowait, close=close, peer=str(request.remote))
         writer = asyncio.create_task(self._writer(ws, out))
         self.hub.opened(link)
         try:
-            async for msg in ws:
+            while not closing.done():
+                receive = asyncio.ensure_future(ws.receive())
+                await asyncio.wait((receive, closing), return_when=asyncio.FIRST_COMPLETED)
+                if not receive.done():  # we close: stop reading (safe, as a receive timeout is)
+                    receive.cancel()
+                    await asyncio.gather(receive, return_exceptions=True)
+                    break
+                msg = receive.result()
                 if msg.type == WSMsgType.TEXT:
                     await self.hub.receive(link, msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     await self.hub.receive(link, b"\xff")  # answered as bad-json
-                if link.closed:
-                    break
+                else:
+                    break  # the client closed, or the connection failed
         finally:
             self.hub.closed(link)
-            out.put_nowait(("close", 1000, ""))
+            out.put_nowait(None)  # what is queued goes out first
             await writer
+            code, reason = closing.result() if closing.done() else (1000, "")
+            # RFC 6455 §7.1.1-2: our close frame, then the client's, then the TCP close (a
+            # close from another task while one reads would drop the connection at once)
+            try:
+                await ws.close(code=code, message=reason.encode()[:120])
+            finally:
+                self.sockets.discard(task)
         return ws
 
     @staticmethod
-    async def _writer(ws: web.WebSocketResponse, out: asyncio.Queue[tuple[str, int, str]]) -> None:
-        while True:
-            kind, code, text = await out.get()
+    async def _writer(ws: web.WebSocketResponse, out: asyncio.Queue[str | None]) -> None:
+        while (text := await out.get()) is not None:
             try:
-                if kind == "text":
-                    await ws.send_str(text)
-                    continue
-                await ws.close(code=code, message=text.encode()[:120])
+                await ws.send_str(text)
             except (ConnectionError, RuntimeError) as exc:
                 log.debug("websocket write failed: %s", exc)
-            return
+                return
 
 
 def _auth_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -161,6 +182,7 @@ def build_app(auth: Authenticator, hub: AgentHub, *, readiness: Callable[[], lis
               static_dir: Path = STATIC_DIR) -> web.Application:
     api = _Api(auth, hub, readiness)
     app = web.Application(middlewares=[_headers], client_max_size=MAX_BODY)
+    app[SOCKETS] = api.sockets
 
     async def page(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(static_dir / "agent.html")
@@ -183,7 +205,8 @@ def build_app(auth: Authenticator, hub: AgentHub, *, readiness: Callable[[], lis
 
 async def start_site(app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None
                      ) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # shutdown waits at most 5 s for requests in flight (aiohttp's default: 60 s)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
     await site.start()

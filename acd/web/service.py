@@ -17,7 +17,7 @@ from aiohttp import web
 
 from acd.store.base import ReadinessRecord
 from acd.tlscert import ensure_self_signed, server_context
-from acd.web.app import build_app, start_site
+from acd.web.app import SOCKETS, build_app, start_site
 from acd.web.auth import Authenticator
 from acd.web.hub import AgentHub
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["WebService"]
 
 log = logging.getLogger(__name__)
+CLOSE_HANDSHAKE_S = 2.0  # how long shutdown waits for the agents to answer its close frames
 
 
 class WebService:
@@ -69,8 +70,14 @@ class WebService:
         self.url = f"{'https' if ssl_ctx else 'http'}://{host}:{cfg.port}"
 
     async def close(self) -> None:
-        await self.hub.close()
+        if self.runner is not None:  # first stop listening: a client told 1001 below and
+            for site in list(self.runner.sites):  # reconnecting at once is refused, not left
+                await site.stop()  # accepted and unserved until shutdown ends
+        await self.hub.close()  # 1001 to every agent
         if self.runner is not None:
+            sockets = set(self.runner.app[SOCKETS])
+            if sockets:  # RFC 6455 §7.1.1: the close handshakes end before the TCP connections
+                await asyncio.wait(sockets, timeout=CLOSE_HANDSHAKE_S)
             await self.runner.cleanup()
             self.runner = None
 

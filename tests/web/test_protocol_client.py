@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import ssl
 import sys
 import time
@@ -333,3 +334,30 @@ def test_consult_an_outside_number_then_hand_the_caller_over(server_factory, tmp
     assert any(blocks_with(far_audio, far_rate, ALICE_HZ)) and any(blocks_with(far_audio, far_rate, CALLER_HZ))
     log = srv.wait_log(r"CDR CallRecord\(")
     assert re.search(r"CDR CallRecord\(.*outcome='transferred'.*transfers=\('number:5550100',\)", log)
+
+
+def test_shutdown_closes_the_port_before_it_says_going_away(srv: RunningServer) -> None:
+    """A client told 1001 reconnects at once (the softphone does, then fails over). The web port
+    must be closed by then: a connection accepted during shutdown is never served, and the
+    client hangs until its own timeout (seen: a softphone's failover took 11 s instead of 1)."""
+    async def run() -> None:
+        alice = ProtocolAgent(srv.web_url, tls(srv), "alice", "alice-pw", ALICE_HZ)
+        try:
+            await alice.go_available()
+            assert alice.pc is not None
+            deadline = time.monotonic() + 10
+            while alice.pc.connectionState != "connected" and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # with media up, the server has a peer connection to close
+            assert alice.pc.connectionState == "connected"
+            reader = alice._tasks[0]
+            srv.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(reader, 10)  # the server's close frame ended the reader
+            assert alice.ws is not None and alice.ws.close_code == 1001
+            with pytest.raises(ConnectionRefusedError):  # at once: refused, not accepted and left
+                _, writer = await asyncio.open_connection(srv.host, int(srv.web_url.rsplit(":", 1)[1]))
+                writer.close()
+        finally:
+            await alice.close()
+
+    asyncio.run(run())
+    assert srv.proc.wait(15) == 0
