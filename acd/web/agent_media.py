@@ -4,22 +4,25 @@ An :class:`AgentMedia` lives as long as the agent's session. It answers the clie
 offer, and any re-offer, which replaces the peer connection. Each connected call plugs into
 it with :meth:`AgentMedia.attach`, which returns the ``party`` function for the caller's
 :class:`~acd.contact_center.CallerFeed`. Everything runs on the event loop; only aiortc's
-codecs run in its threads.
+decoder runs in its threads.
 
 Data path::
 
     caller ─RTP─▶ CallMedia ─(media clock tick, 20 ms)─▶ CallerFeed ─▶ party(received, now)
-      party: steady soxr resample, call rate → codec rate ─▶ to-agent FIFO (≤ 3 frames), wake
-      _AgentTrack.recv() returns that frame at once ─▶ aiortc encoder (Opus/PCMU/PCMA) ─▶ agent
-    agent ─SRTP─▶ aiortc jitter buffer ─▶ decoder thread ─▶ remote track
-      reader task: mono int16, steady soxr resample → call rate ─▶ to-caller FIFO (≤ 3 frames)
+      party: (steady resampler only when the codec cannot take the call's rate) ─▶ to-agent
+      FIFO (≤ 3 frames), wake
+      _AgentTrack.recv() encodes that frame at once (libopus at the call's own rate, or G.711)
+      ─▶ av.Packet ─▶ aiortc packs it, SRTP ─▶ agent
+    agent ─SRTP─▶ our low-delay receive buffer ─▶ aiortc decoder thread ─▶ remote track
+      reader task: mono int16, concealment of gaps, steady resample → call rate ─▶ to-caller
+      FIFO (≤ 3 frames)
       party returns one frame per tick (silence when none is queued, on hold or muted)
 
-The outbound track runs at the negotiated codec's own rate: 48 kHz for Opus, 8 kHz for
-G.711. aiortc's encoder fixes its resampler on the first frame it gets, and one session
-carries calls at 8 and 16 kHz. Handing aiortc 8 kHz frames for Opus would be cheaper (measured
-here: 150 instead of 200 µs per frame, 10 ms less delay), but it would break on the first
-16 kHz call.
+We encode, not aiortc: its encoder resamples every frame to 48 kHz stereo in PyAV and runs in
+a worker thread, at 96 kb/s. libopus takes 8, 12, 16, 24 or 48 kHz input (RFC 6716 §2), so a
+call at 8 or 16 kHz is encoded as it is (mono, 32 kb/s), without a resampler's delay, and the
+RTP clock stays 48 kHz. One session carries calls at different rates: the track's PCM rate
+follows the attached call (8 kHz between calls, silence).
 
 Clocks. With no call, the track paces itself on ``loop.time()`` and sends silence. With a call,
 it follows the media clock: ``party`` wakes it and the frame leaves at once, never two
@@ -32,18 +35,18 @@ jitter.
 Latency, measured over the host's own addresses (tests/web/test_agent_media.py, trunk at
 8 kHz, ``party`` to the peer's decoded track and back):
 
-* caller → agent: 81 ms with PCMU, 108 ms with Opus, to an aiortc client with aiortc's own
-  receive jitter buffer (prefetch 4: 80 ms; a browser's NetEq is adaptive; our softphone
-  passes each packet on at once, :mod:`media.rtc_jitter`), 4 ms the 8 → 48 kHz resampler,
-  6.5 ms Opus look-ahead.
+* caller → agent: 81 ms with PCMU, 87 ms with Opus (108 ms when aiortc encoded), to an aiortc
+  client with aiortc's own receive jitter buffer (prefetch 4: 80 ms; a browser's NetEq is
+  adaptive; our softphone passes each packet on at once, :mod:`media.rtc_jitter`), 6.5 ms
+  Opus look-ahead.
 * agent → caller: 58-61 ms: our receive buffer passes each packet on as it arrives and a lost
   one is concealed behind the decoder (:mod:`media.rtc_jitter`; aiortc's own held 80 ms and
   stalled 320 ms on a loss), 48 → 8 kHz (4 ms), the spare frame (20 ms) and the tick phase
   (0-20 ms).
 
-CPU, one session in its own process with the peer elsewhere (2-core host): Opus 8 % of a
-core idle (silence out, the agent's microphone in), 12 % during a call; PCMU 7 % and 8 %.
-This module's own share, resampling and frames, is about 1.5 %; the rest is aiortc.
+CPU (bench/agent_leg_cpu.py: 8 Opus sessions, the server on one core of a 2-core host, the
+peers on the other): 3.0 % of a core per session idle (silence out, the agent's microphone
+in) and 3.5 % during a call, against 4.2 % and 4.5 % with aiortc's encoder, same run.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription
 
+from media.codecs import AudioCodec, make_codec
+from media.codecs.opus import PCM_RATES as OPUS_PCM_RATES
 from media.resample import Resampler
 from media.rtc_jitter import GapConcealer, use_low_delay_jitter_buffer
 
@@ -80,6 +85,7 @@ MAX_QUEUE_FRAMES = 3  # per direction; beyond this the oldest audio goes
 TRIM_AFTER_PULLS = 50  # standing excess unused for this many pulls (1 s) is dropped
 OFFER_TIMEOUT_S = 15.0  # setRemoteDescription + ICE gathering (a slow STUN server)
 LEVEL_ALPHA = 0.1  # level meters: exponential average over ~200 ms
+OPUS_BITRATE = 32000  # mono speech to the agent (aiortc's own encoder: 96 kb/s stereo)
 CODECS = {"opus": "audio/opus", "pcmu": "audio/PCMU", "pcma": "audio/PCMA"}
 _PERIOD = FRAME_MS / 1000
 _NATIVE_RATE = {"opus": 48000, "g722": 16000, "pcmu": 8000, "pcma": 8000}
@@ -155,25 +161,37 @@ class _Fifo:
 
 
 class _AgentTrack(MediaStreamTrack):
-    """The audio we send to the agent: s16 mono frames of 20 ms, never two within half a
-    period. With no call it runs on its own ``loop.time()`` schedule (silence); with a call it
-    follows the media clock: each frame goes as soon as ``party`` has queued it (``wake``),
-    or as silence half a period after its slot. The rate is set once the codec is
-    negotiated, before aiortc's sender first calls :meth:`recv`."""
+    """What we send to the agent: one encoded 20 ms packet per period, never two within half a
+    period. We encode (our codecs: libopus, G.711 in numpy) and hand aiortc the packet, which
+    it only packs and protects: no PyAV frame, resampler or encoder thread per frame.
+
+    ``rate`` is the PCM rate of the frames taken (for Opus the call's own rate, which libopus
+    accepts at 8-48 kHz: no resampling to 48 kHz); the RTP clock stays the codec's. With no
+    call the track runs on its own ``loop.time()`` schedule (silence); with a call it follows
+    the media clock: each frame goes as soon as ``party`` has queued it (``wake``), or as
+    silence half a period after its slot. :meth:`set_codec` comes before aiortc's sender first
+    calls :meth:`recv`."""
 
     kind = "audio"
 
     def __init__(self, queued: Callable[[_AgentTrack], bool | None],
                  take: Callable[[_AgentTrack], np.ndarray | None], stats: Counter[str]) -> None:
         super().__init__()
-        self.rate = 0
+        self.codec = "opus"
+        self.clock_rate = 48000
+        self.rate = 8000
         self.frames = 0
         self._queued = queued  # None: no call (free run); else whether a frame is waiting
         self._take = take  # the next frame, or None
         self._stats = stats
-        self._pts = 0
+        self._ts = 0  # RTP clock units
         self._next: float | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._encoders: dict[int, AudioCodec] = {}
+
+    def set_codec(self, name: str, clock_rate: int, rate: int) -> None:
+        self.codec, self.clock_rate, self.rate = name, clock_rate, rate
+        self._encoders.clear()
 
     @property
     def samples(self) -> int:
@@ -194,23 +212,29 @@ class _AgentTrack(MediaStreamTrack):
             timer.cancel()
             self._waiter = None
 
-    async def recv(self) -> av.AudioFrame:
+    def _encode(self, pcm: np.ndarray) -> bytes:
+        encoder = self._encoders.get(self.rate)
+        if encoder is None:
+            options = {"sample_rate": self.rate, "bitrate": OPUS_BITRATE} if self.codec == "opus" else {}
+            encoder = self._encoders[self.rate] = make_codec(self.codec, **options)
+        return encoder.encode(pcm)
+
+    async def recv(self) -> av.Packet | av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if not self.rate:
-            self.rate = 48000
         loop = asyncio.get_running_loop()
         now = loop.time()
+        step = self.clock_rate * FRAME_MS // 1000
         if self._next is None:
             self._next = now
         else:
             self._next += _PERIOD
-            self._pts += self.samples
+            self._ts += step
             late = now - self._next
             if late > _PERIOD:  # the loop stalled: skip the missed slots, never burst
                 missed = int(late // _PERIOD)
                 self._next += missed * _PERIOD
-                self._pts += missed * self.samples
+                self._ts += missed * step
                 self._stats["to_agent_skipped"] += missed
             else:
                 if now < self._next - _PERIOD / 2:
@@ -225,12 +249,16 @@ class _AgentTrack(MediaStreamTrack):
             pcm = np.zeros(self.samples, np.int16)
         else:  # locked to the media clock: the next slot is a period after this frame
             self._next = min(max(loop.time(), self._next - _PERIOD / 2), self._next + _PERIOD / 2)
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = self.rate
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, self.rate)
         self.frames += 1
-        return frame
+        return self._emit(pcm)
+
+    def _emit(self, pcm: np.ndarray) -> av.Packet | av.AudioFrame:
+        """The frame as aiortc's sender takes it: encoded here (bench/agent_leg_cpu.py
+        overrides this with a PCM frame for aiortc to encode, its baseline)."""
+        packet = av.Packet(self._encode(pcm))
+        packet.pts = self._ts
+        packet.time_base = fractions.Fraction(1, self.clock_rate)
+        return packet
 
 
 @dataclass(eq=False)
@@ -372,7 +400,8 @@ class AgentMedia:
         await pc.setLocalDescription(await pc.createAnswer())  # waits for ICE gathering
         answer = pc.localDescription.sdp
         codec = _answer_codec(answer)
-        track.rate = codec[1]  # before the sender's first recv(): DTLS is not up yet
+        # before the sender's first recv(): DTLS is not up yet
+        track.set_codec(codec[0], codec[2], self._pcm_rate(codec[0]))
         return answer, codec
 
     def _preferences(self) -> list[RTCRtpCodecCapability]:
@@ -381,12 +410,22 @@ class AgentMedia:
         return first + [c for c in codecs if c not in first]
 
     def _use_codec(self, name: str, rate: int, clock_rate: int) -> None:
-        log.info("agent media %s: sending %s at %d Hz", self.label, name, rate)
+        log.info("agent media %s: sending %s (RTP clock %d Hz)", self.label, name, clock_rate)
         self.negotiated_codec, self._clock_rate = name, clock_rate
-        if rate != self._track_rate:
-            self._track_rate = rate
-            if self._call is not None:
-                self._setup_to_agent(self._call)
+        rate = self._pcm_rate(name)  # the new track's already
+        if self._call is not None and rate != self._track_rate:
+            self._setup_to_agent(self._call)
+        self._track_rate = rate
+
+    def _pcm_rate(self, codec: str) -> int:
+        """The rate we encode from: Opus takes the call's own rate (8-48 kHz, RFC 6716 §2),
+        8 kHz between calls (silence); the others their native rate."""
+        if codec != "opus":
+            return _NATIVE_RATE.get(codec, 8000)
+        call = self._call
+        if call is None:
+            return 8000
+        return call.rate if call.rate in OPUS_PCM_RATES else 48000
 
     # -- connection state ----------------------------------------------------------------
 
@@ -472,7 +511,10 @@ class AgentMedia:
         return self._muted
 
     def _setup_to_agent(self, call: _Call) -> None:
-        rate = self._track_rate
+        rate = self._pcm_rate(self.negotiated_codec) if self.negotiated_codec else 0
+        self._track_rate = rate
+        if self._track is not None and rate:
+            self._track.rate = rate
         call.to_agent = Resampler(call.rate, rate, steady=True) if rate and rate != call.rate else None
         self._to_agent.reset(rate * FRAME_MS // 1000)
 

@@ -128,9 +128,10 @@ class FakeAgent:
 class Caller:
     """Drives ``party`` like the media clock: every 20 ms, absolute schedule."""
 
-    def __init__(self, party: Callable[[np.ndarray, float], np.ndarray], signal: Signal) -> None:
+    def __init__(self, party: Callable[[np.ndarray, float], np.ndarray], signal: Signal, frame: int = FRAME) -> None:
         self.party = party
         self.signal = signal
+        self.frame = frame
         self.sent: list[tuple[float, np.ndarray]] = []
         self.heard: list[tuple[float, np.ndarray]] = []
         self.running = True
@@ -149,9 +150,9 @@ class Caller:
             if not self.running:
                 continue  # the clock goes on, the party is not called (feed plays music)
             now = loop.time()
-            received = self.signal(len(self.sent) * FRAME, FRAME)
+            received = self.signal(len(self.sent) * self.frame, self.frame)
             out = self.party(received, now)
-            assert out.dtype == np.int16 and len(out) == FRAME
+            assert out.dtype == np.int16 and len(out) == self.frame
             self.sent.append((now, received))
             self.heard.append((now, out))
 
@@ -370,6 +371,43 @@ def test_reoffer_replaces_the_peer_connection_and_audio_continues() -> None:
             await caller.stop()
             await first.close()
             await second.close()
+            await media.close()
+
+    run(main)
+
+
+def test_opus_is_encoded_at_each_calls_own_rate() -> None:
+    """One session, a call at 8 kHz and then one at 16 kHz: we encode Opus from the call's own
+    rate, so the second call's 5 kHz tone reaches the agent (an 8 kHz path could not carry it)
+    with no resampler in between, and the packets go on without a gap across the change."""
+    async def main() -> None:
+        media = AgentMedia(codec="opus", label="rates")
+        agent = FakeAgent(tone(AGENT_HZ, AGENT_RATE))
+        await agent.connect(media)
+        loop = asyncio.get_running_loop()
+        try:
+            await until(lambda: media.state == "connected")
+            narrow = Caller(media.attach(8000, 160), tone(CALLER_HZ, 8000))
+            narrow.start()
+            await until(lambda: rms_dbfs(to_float(agent.heard_since(loop.time() - 0.2))) > -30)
+            t = loop.time()
+            await asyncio.sleep(0.6)
+            assert abs(dominant_frequency(to_float(agent.heard_since(t)), AGENT_RATE, skip_s=0) - CALLER_HZ) < 10
+            assert media._track.rate == 8000 and media._call.to_agent is None
+            await narrow.stop()
+            switch = loop.time()
+            wide = Caller(media.attach(16000, 320), tone(5000.0, 16000), frame=320)
+            wide.start()
+            await asyncio.sleep(0.3)
+            t = loop.time()
+            await asyncio.sleep(0.6)
+            await wide.stop()
+            assert media._track.rate == 16000 and media._call.to_agent is None
+            assert abs(dominant_frequency(to_float(agent.heard_since(t)), AGENT_RATE, skip_s=0) - 5000.0) < 10
+            arrivals = [when for when, _, _ in agent.heard if when >= switch - 0.5]
+            assert np.diff(arrivals).max() < 0.1  # no stall where the encoder changed
+        finally:
+            await agent.close()
             await media.close()
 
     run(main)
