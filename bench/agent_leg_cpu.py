@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """CPU of the server's agent legs (acd/web/agent_media.py): N WebRTC sessions, idle and during
-a call, with our own encoder on the send path against aiortc's encoder (baseline, same run).
+a call, with our own encoding and decoding against aiortc's codecs (baseline, same run).
 
 Method. This process is the server side, pinned to CPU 0 (``os.sched_setaffinity``; aiortc's
 threads inherit it): N :class:`AgentMedia`, each answering the offer of one aiortc peer. The
@@ -16,13 +16,18 @@ core per session:
 Variants, both in this run with fresh sessions:
 
 * ``lean``: the track encodes each frame itself (libopus or G.711 in numpy, at the call's own
-  rate) and hands aiortc the packet (``av.Packet``); aiortc only packs and protects it;
-* ``aiortc-encoder``: the track hands aiortc 20 ms PCM frames at the codec's native rate
+  rate) and hands aiortc the packet (``av.Packet``); aiortc only packs and protects it. What
+  the agent sends is decoded on arrival, on the event loop, at the call's rate
+  (``media.rtc_jitter.PacketDecoder``);
+* ``aiortc-codecs``: the track hands aiortc 20 ms PCM frames at the codec's native rate
   (48 kHz for Opus: an 8 -> 48 kHz resampler first) and aiortc's own encoder (PyAV, a worker
-  thread per frame, stereo 96 kb/s Opus) does the rest, as the server did before.
+  thread per frame, stereo 96 kb/s Opus) does the rest; what the agent sends goes through
+  aiortc's decoder thread (48 kHz stereo) and remote track, then a 48 -> 8 kHz resampler:
+  the server before these changes (with our low-delay receive buffer).
 
-The peers also check by signal that the agent hears the caller's tone in the call phase
-(dominant frequency of the last second), so a fast but silent path cannot pass.
+Both ways are checked by signal in the call phase (the dominant frequency of the last second
+that each agent heard, and that each caller got back from its ``party``), so a fast but
+silent path cannot pass.
 
 Usage: ``bench/agent_leg_cpu.py [--sessions 8] [--seconds 10] [--codec opus|pcmu]``
 """
@@ -69,6 +74,12 @@ class FrameTrack(agent_media._AgentTrack):
         frame.pts = self._ts * native // self.clock_rate
         frame.time_base = fractions.Fraction(1, native)
         return frame
+
+
+def _dominant(pcm: np.ndarray, rate: int) -> float:
+    x = pcm.astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum) * rate / len(x))
 
 
 # -- the peers (child process, CPU 1) ---------------------------------------------------------
@@ -119,16 +130,8 @@ async def _peers(conn: mp.connection.Connection, n: int) -> None:
     while True:
         cmd = await loop.run_in_executor(None, conn.recv)
         if cmd == "heard":  # the dominant frequency each peer heard over its last second
-            out = []
-            for frames in heard:
-                if not frames:
-                    out.append(0.0)
-                    continue
-                rate = frames[-1][0]
-                pcm = np.concatenate([p for r, p in frames[-50:] if r == rate]).astype(np.float64)
-                spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm))))
-                out.append(float(np.argmax(spectrum) * rate / len(pcm)))
-            conn.send(out)
+            conn.send([_dominant(np.concatenate([p for r, p in frames if r == frames[-1][0]]), frames[-1][0])
+                       if frames else 0.0 for frames in heard])
         else:
             break
     for pc in pcs:
@@ -151,7 +154,10 @@ async def _window(seconds: float) -> float:
 
 
 async def run_variant(variant: str, n: int, seconds: float, codec: str) -> dict[str, float]:
-    agent_media._AgentTrack = FrameTrack if variant == "aiortc-encoder" else LEAN  # type: ignore[misc]
+    baseline = variant == "aiortc-codecs"
+    agent_media._AgentTrack = FrameTrack if baseline else LEAN  # type: ignore[misc]
+    agent_media.use_low_delay_jitter_buffer = (  # type: ignore[assignment]
+        (lambda receiver, sink=None: SWAP(receiver)) if baseline else SWAP)
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=_peer_main, args=(child, n), daemon=True)
     proc.start()
@@ -170,6 +176,7 @@ async def run_variant(variant: str, n: int, seconds: float, codec: str) -> dict[
         await asyncio.sleep(2.0)
         idle = await _window(seconds)
         parties = [m.attach(RATE, FRAME) for m in sessions]
+        back: list[list[np.ndarray]] = [[] for _ in sessions]  # what each caller hears
 
         async def tick() -> None:
             t0, k = loop.time(), 0
@@ -178,8 +185,9 @@ async def run_variant(variant: str, n: int, seconds: float, codec: str) -> dict[
                 await asyncio.sleep(max(0.0, t0 + k * 0.02 - loop.time()))
                 t = ((k * FRAME) + np.arange(FRAME)) / RATE
                 frame = (8000 * np.sin(2 * np.pi * CALLER_HZ * t)).astype(np.int16)
-                for party in parties:
-                    party(frame, loop.time())
+                for party, heard in zip(parties, back):
+                    heard.append(party(frame, loop.time()))
+                    del heard[:-50]
 
         ticker = asyncio.ensure_future(tick())
         await asyncio.sleep(2.0)
@@ -188,8 +196,9 @@ async def run_variant(variant: str, n: int, seconds: float, codec: str) -> dict[
         heard = await loop.run_in_executor(None, parent.recv)
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
+        callers_ok = sum(abs(_dominant(np.concatenate(h), RATE) - AGENT_HZ) < 15 for h in back)
         return {"connected": connected, "idle": idle / n, "call": call / n,
-                "heard_ok": sum(abs(f - CALLER_HZ) < 15 for f in heard)}
+                "heard_ok": sum(abs(f - CALLER_HZ) < 15 for f in heard), "callers_ok": callers_ok}
     finally:
         for media in sessions:
             await media.close()
@@ -198,8 +207,8 @@ async def run_variant(variant: str, n: int, seconds: float, codec: str) -> dict[
         proc.join(10)
 
 
-LEAN = agent_media._AgentTrack
-VARIANTS = ("aiortc-encoder", "lean")
+LEAN, SWAP = agent_media._AgentTrack, agent_media.use_low_delay_jitter_buffer
+VARIANTS = ("aiortc-codecs", "lean")
 
 
 async def main() -> None:
@@ -212,11 +221,12 @@ async def main() -> None:
     os.sched_setaffinity(0, {0})
     print(f"{args.sessions} agent sessions, {args.codec}, windows of {args.seconds:.0f} s; "
           "percent of one core per session (server process, all its threads)")
-    print(f"{'variant':<16} {'connected':>9} {'idle':>7} {'call':>7} {'agents hear caller':>19}")
+    print(f"{'variant':<16} {'connected':>9} {'idle':>7} {'call':>7} {'agents hear caller':>19} "
+          f"{'callers hear agent':>19}")
     for variant in [args.only] if args.only else VARIANTS:
         r = await run_variant(variant, args.sessions, args.seconds, args.codec)
         print(f"{variant:<16} {r['connected']:>9} {r['idle']:>6.2f}% {r['call']:>6.2f}% "
-              f"{r['heard_ok']:>12}/{args.sessions}")
+              f"{r['heard_ok']:>12}/{args.sessions} {r['callers_ok']:>12}/{args.sessions}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ playout buffer), and an audio frame is one packet, so the receiver only has to k
 * a gap is given up at once: :class:`GapConcealer`, behind the decoder, sees the jump in the
   timestamps and fills it with concealment, so the timeline never moves.
 
+With a ``sink``, packets never reach aiortc's decoder thread: each goes to the sink on the
+event loop with the count of packets lost just before it, and :class:`PacketDecoder` decodes
+it at the rate the listener needs, concealing losses with the codec itself (the server's
+agent leg: no thread hand-off, no 48 kHz stereo decode, no resampler).
+
 :func:`use_low_delay_jitter_buffer` swaps it into a transceiver's receiver. aiortc keeps the
 buffer in a private attribute; if that ever changes, the receiver keeps aiortc's own buffer and
 a warning is logged (the tests assert the swap, so an aiortc upgrade that breaks it fails them).
@@ -20,9 +25,11 @@ a warning is logged (the tests assert the swap, so an aiortc upgrade that breaks
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from fractions import Fraction
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -30,29 +37,36 @@ import numpy as np
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.utils import uint16_add
 
-from media.codecs.base import WaveformPlc
+from media.codecs.base import AudioCodec, CodecError, WaveformPlc, make_codec
+from media.codecs.opus import PCM_RATES as OPUS_PCM_RATES
 
-__all__ = ["LowDelayJitterBuffer", "use_low_delay_jitter_buffer", "GapConcealer"]
+__all__ = ["LowDelayJitterBuffer", "use_low_delay_jitter_buffer", "GapConcealer", "PacketDecoder"]
 
 log = logging.getLogger(__name__)
 
 MAX_DROPOUT = 3000  # RFC 3550 A.1: further ahead is a restart, not a loss
 MAX_MISORDER = 100  # further behind is a restart, not a late packet
+MAX_GAP_FRAMES = 10  # longer losses are not made up (a restart, or the sender paused)
 _ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
+
+Sink = Callable[[Any, int], None]  # (aiortc RtpPacket, packets lost just before it)
 
 
 class LowDelayJitterBuffer(JitterBuffer):
     """aiortc's ``JitterBuffer`` interface (``add`` → (pli, frame)) for audio, where a packet is
     a frame: each goes to the decoder as it arrives, in sequence order. A gap in the sequence is
     given up at once (``skipped``: the concealment behind the decoder fills it, see
-    :class:`GapConcealer`); a packet from behind the last one passed is ``late`` and dropped."""
+    :class:`GapConcealer`); a packet from behind the last one passed is ``late`` and dropped.
+    With a ``sink`` each packet goes there instead of to aiortc's decoder."""
 
-    def __init__(self, capacity: int = 16) -> None:
+    def __init__(self, capacity: int = 16, sink: Sink | None = None) -> None:
         super().__init__(capacity=capacity, prefetch=0, is_video=False)
         self.stats: Counter[str] = Counter()
+        self.sink = sink
 
     def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
         seq = packet.sequence_number
+        lost = 0
         if self._origin is not None:
             ahead = uint16_add(seq, -self._origin)  # 0: the next one expected
             if ahead >= 0x8000 or ahead >= MAX_DROPOUT:  # behind (late, duplicate) or far ahead
@@ -63,17 +77,21 @@ class LowDelayJitterBuffer(JitterBuffer):
                     return False, None
             elif ahead:
                 self.stats["skipped"] += ahead
+                lost = ahead
         self._origin = uint16_add(seq, 1)
+        if self.sink is not None:
+            self.sink(packet, lost)
+            return False, None
         return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
 
 
-def use_low_delay_jitter_buffer(receiver: Any) -> LowDelayJitterBuffer | None:
+def use_low_delay_jitter_buffer(receiver: Any, sink: Sink | None = None) -> LowDelayJitterBuffer | None:
     """Give an audio ``RTCRtpReceiver`` the low-delay buffer; None if aiortc's layout changed."""
     current = getattr(receiver, _ATTRIBUTE, None)
     if not isinstance(current, JitterBuffer) or getattr(current, "_is_video", False):
         log.warning("aiortc's receiver has no audio jitter buffer where expected: keeping its own (80 ms)")
         return None
-    buffer = LowDelayJitterBuffer(capacity=current.capacity)
+    buffer = LowDelayJitterBuffer(capacity=current.capacity, sink=sink)
     setattr(receiver, _ATTRIBUTE, buffer)
     return buffer
 
@@ -113,4 +131,67 @@ class GapConcealer:
                     out.extend(self._plc.conceal(n) for _ in range(frames))
             self._next = start + n / rate
         out.append(self._plc.good(pcm.copy()) if self._plc is not None else pcm)
+        return out
+
+
+@functools.lru_cache(maxsize=None)
+def _native_rate(name: str) -> int:
+    return make_codec(name).sample_rate
+
+
+class PacketDecoder:
+    """Decodes received audio packets where they arrive (the event loop), at the PCM rate the
+    listener wants: Opus at any of its rates (RFC 6716 §2: a call at 8 kHz gets 8 kHz, with no
+    resampler), the others at their own. ``codecs`` maps payload types to (name, RTP clock).
+
+    :meth:`decode` takes each packet with the count lost just before it (from the sequence
+    numbers, so a sender's pause in timestamps is not a loss) and returns the frames to play:
+    up to :data:`MAX_GAP_FRAMES` made up by the codec itself (Opus PLC, the last one from the
+    packet's in-band FEC when it carries any, RFC 6716 §2.1.7; G.711 Appendix I), then its own.
+    A corrupt payload is concealed and counted."""
+
+    def __init__(self, codecs: Mapping[int, tuple[str, int]], rate: int = 8000) -> None:
+        self.codecs = dict(codecs)
+        self.rate = rate
+        self.stats: Counter[str] = Counter()
+        self._codec: AudioCodec | None = None
+        self._key: tuple[int, int] | None = None
+
+    def pcm_rate(self, pt: int) -> int:
+        """The PCM rate packets of ``pt`` decode to (0: not a payload type we know)."""
+        entry = self.codecs.get(pt)
+        if entry is None:
+            return 0
+        if entry[0] == "opus":
+            return self.rate if self.rate in OPUS_PCM_RATES else 48000
+        return _native_rate(entry[0])
+
+    @staticmethod
+    def _make(name: str, rate: int) -> AudioCodec:
+        return make_codec(name, sample_rate=rate) if name == "opus" else make_codec(name)
+
+    def decode(self, payload: bytes, pt: int, lost: int = 0) -> list[np.ndarray]:
+        entry = self.codecs.get(pt)
+        if entry is None:
+            self.stats["unknown_pt"] += 1
+            return []
+        rate = self.pcm_rate(pt) if entry[0] == "opus" else 0
+        if self._key != (pt, rate):  # a new codec, or the listener's rate changed: a new stream
+            self._codec, self._key, lost = self._make(entry[0], rate), (pt, rate), 0
+        codec = self._codec
+        assert codec is not None
+        out: list[np.ndarray] = []
+        if 1 <= lost <= MAX_GAP_FRAMES:
+            self.stats["concealed"] += lost
+            out.extend(codec.conceal() for _ in range(lost - 1))
+            try:
+                out.append(codec.decode_fec(payload) if codec.has_fec else codec.conceal())
+            except CodecError:
+                out.append(codec.conceal())
+        try:
+            out.append(codec.decode(payload))
+        except CodecError:
+            self.stats["corrupt"] += 1
+            out.append(codec.conceal())
+        self.stats["decoded"] += 1
         return out

@@ -3,8 +3,8 @@
 An :class:`AgentMedia` lives as long as the agent's session. It answers the client's SDP
 offer, and any re-offer, which replaces the peer connection. Each connected call plugs into
 it with :meth:`AgentMedia.attach`, which returns the ``party`` function for the caller's
-:class:`~acd.contact_center.CallerFeed`. Everything runs on the event loop; only aiortc's
-decoder runs in its threads.
+:class:`~acd.contact_center.CallerFeed`. Everything runs on the event loop, our codecs
+included: no aiortc codec thread is fed.
 
 Data path::
 
@@ -13,13 +13,15 @@ Data path::
       FIFO (≤ 3 frames), wake
       _AgentTrack.recv() encodes that frame at once (libopus at the call's own rate, or G.711)
       ─▶ av.Packet ─▶ aiortc packs it, SRTP ─▶ agent
-    agent ─SRTP─▶ our low-delay receive buffer ─▶ aiortc decoder thread ─▶ remote track
-      reader task: mono int16, concealment of gaps, steady resample → call rate ─▶ to-caller
-      FIFO (≤ 3 frames)
+    agent ─SRTP─▶ our low-delay receive buffer ─▶ PacketDecoder on arrival, at the call's rate
+      (libopus decodes to 8-48 kHz; losses concealed by the codec: Opus PLC/FEC, G.711
+      Appendix I) ─▶ to-caller FIFO (≤ 3 frames)
       party returns one frame per tick (silence when none is queued, on hold or muted)
 
-We encode, not aiortc: its encoder resamples every frame to 48 kHz stereo in PyAV and runs in
-a worker thread, at 96 kb/s. libopus takes 8, 12, 16, 24 or 48 kHz input (RFC 6716 §2), so a
+We encode and decode, not aiortc: its encoder resamples every frame to 48 kHz stereo in PyAV
+and runs in a worker thread, at 96 kb/s; its decoder is a thread per session that decodes to
+48 kHz stereo, behind a queue (and then we resampled to the call's rate). If aiortc's
+receiver ever moves its buffer, the swap is refused and aiortc decodes (``_from_agent``). libopus takes 8, 12, 16, 24 or 48 kHz input (RFC 6716 §2), so a
 call at 8 or 16 kHz is encoded as it is (mono, 32 kb/s), without a resampler's delay, and the
 RTP clock stays 48 kHz. One session carries calls at different rates: the track's PCM rate
 follows the attached call (8 kHz between calls, silence).
@@ -39,14 +41,15 @@ Latency, measured over the host's own addresses (tests/web/test_agent_media.py, 
   client with aiortc's own receive jitter buffer (prefetch 4: 80 ms; a browser's NetEq is
   adaptive; our softphone passes each packet on at once, :mod:`media.rtc_jitter`), 6.5 ms
   Opus look-ahead.
-* agent → caller: 58-61 ms: our receive buffer passes each packet on as it arrives and a lost
-  one is concealed behind the decoder (:mod:`media.rtc_jitter`; aiortc's own held 80 ms and
-  stalled 320 ms on a loss), 48 → 8 kHz (4 ms), the spare frame (20 ms) and the tick phase
-  (0-20 ms).
+* agent → caller: 39 ms with Opus (60 ms when aiortc decoded), 57 ms with G.711 (the test
+  agent's aiortc encoder resamples 48 → 8 kHz): our receive buffer decodes each packet as it
+  arrives and a lost one is concealed (:mod:`media.rtc_jitter`; aiortc's own buffer held
+  80 ms and stalled 320 ms on a loss), the spare frame (20 ms) and the tick phase (0-20 ms).
 
-CPU (bench/agent_leg_cpu.py: 8 Opus sessions, the server on one core of a 2-core host, the
-peers on the other): 3.0 % of a core per session idle (silence out, the agent's microphone
-in) and 3.5 % during a call, against 4.2 % and 4.5 % with aiortc's encoder, same run.
+CPU (bench/agent_leg_cpu.py: 8 sessions, the server on one core of a 2-core host, the peers
+on the other), percent of a core per session, idle (silence out, the agent's microphone in)
+and during a call: Opus 2.1 and 2.5 %, against 4.5 and 4.8 % with aiortc's codecs in the
+same run; PCMU 1.3 and 1.3 %, against 3.0 and 2.7 %.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ from aiortc.sdp import SessionDescription
 from media.codecs import AudioCodec, make_codec
 from media.codecs.opus import PCM_RATES as OPUS_PCM_RATES
 from media.resample import Resampler
-from media.rtc_jitter import GapConcealer, use_low_delay_jitter_buffer
+from media.rtc_jitter import GapConcealer, PacketDecoder, use_low_delay_jitter_buffer
 
 __all__ = ["AgentMedia", "Party", "MAX_QUEUE_FRAMES", "CODECS"]
 
@@ -292,6 +295,12 @@ def _check_offer(sdp: Any) -> None:
         raise ValueError(f"the offer must have exactly one audio m-line and no video, not {kinds}")
 
 
+def _payload_types(sdp: str) -> dict[int, tuple[str, int]]:
+    """payload type -> (codec name, RTP clock) of the answer's audio m-line."""
+    media = next(m for m in SessionDescription.parse(sdp).media if m.kind == "audio")
+    return {c.payloadType: (c.mimeType.split("/")[-1].lower(), c.clockRate) for c in media.rtp.codecs}
+
+
 def _answer_codec(sdp: str) -> tuple[str, int, int]:
     """(name, audio rate, RTP clock rate) of the codec the answer sends with (its first)."""
     media = next(m for m in SessionDescription.parse(sdp).media if m.kind == "audio")
@@ -346,7 +355,7 @@ class AgentMedia:
         self._track: _AgentTrack | None = None
         self._to_agent = _Fifo("to_agent", self.counters, spare_frames=0)
         self._to_caller = _Fifo("to_caller", self.counters, spare_frames=1)
-        self._concealer = GapConcealer()
+        self._concealer = GapConcealer()  # only if aiortc decodes (the buffer swap failed)
         self._call: _Call | None = None
         self._held = False
         self._muted = False
@@ -395,11 +404,15 @@ class AgentMedia:
         # binds to it, and aiortc negotiates codecs in setRemoteDescription
         transceiver = pc.addTransceiver(track, direction="sendrecv")
         transceiver.setCodecPreferences(self._preferences())
-        use_low_delay_jitter_buffer(transceiver.receiver)  # 20 ms, not aiortc's 80
+        decoder = PacketDecoder({})
+        # each packet as it comes (not aiortc's 80 ms), decoded here (not in aiortc's thread)
+        use_low_delay_jitter_buffer(transceiver.receiver,
+                                    sink=lambda packet, lost: self._from_agent_packet(pc, decoder, packet, lost))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())  # waits for ICE gathering
         answer = pc.localDescription.sdp
         codec = _answer_codec(answer)
+        decoder.codecs = _payload_types(answer)
         # before the sender's first recv(): DTLS is not up yet
         track.set_codec(codec[0], codec[2], self._pcm_rate(codec[0]))
         return answer, codec
@@ -562,19 +575,35 @@ class AgentMedia:
                 self._from_agent(frame)
         log.debug("agent media %s: remote track ended", self.label)
 
+    def _from_agent_packet(self, pc: RTCPeerConnection, decoder: PacketDecoder, packet: Any, lost: int) -> None:
+        """A packet from the agent, on arrival (lost ones before it concealed by the codec)."""
+        if pc is not self._pc:
+            return
+        call = self._call
+        decoder.rate = call.rate if call is not None else 8000
+        frames = decoder.decode(packet.payload, packet.payload_type, lost)
+        self.counters["frames_from_agent"] += 1
+        self.counters["frames_concealed_from_agent"] = decoder.stats["concealed"]
+        if frames:
+            self._meter("from_agent", frames[-1])
+        if call is not None and not self._held:
+            self._to_caller_frames(call, frames, decoder.pcm_rate(packet.payload_type))
+
     def _from_agent(self, frame: av.AudioFrame) -> None:
+        """A frame aiortc decoded (only when our receive buffer could not be swapped in)."""
         pcm = _mono_int16(frame)
         self.counters["frames_from_agent"] += 1
         self._meter("from_agent", pcm)
         frames = self._concealer.feed(pcm, frame.pts, frame.time_base, frame.sample_rate)  # lost ones first
         self.counters["frames_concealed_from_agent"] = self._concealer.stats["concealed"]
         call = self._call
-        if call is None or self._held:
-            return
-        if frame.sample_rate != call.agent_rate:  # first frame, or a re-offer changed codec
-            call.agent_rate = frame.sample_rate
-            call.to_caller = Resampler(frame.sample_rate, call.rate, steady=True) \
-                if frame.sample_rate != call.rate else None
+        if call is not None and not self._held:
+            self._to_caller_frames(call, frames, frame.sample_rate)
+
+    def _to_caller_frames(self, call: _Call, frames: list[np.ndarray], rate: int) -> None:
+        if rate != call.agent_rate:  # first frame, or a re-offer changed codec
+            call.agent_rate = rate
+            call.to_caller = Resampler(rate, call.rate, steady=True) if rate != call.rate else None
         for f in frames:
             self._to_caller.push(call.to_caller.process(f) if call.to_caller is not None else f)
 

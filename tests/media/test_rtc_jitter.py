@@ -3,11 +3,12 @@ packet by packet, beside aiortc's own buffer fed the same packets."""
 
 from __future__ import annotations
 
+import numpy as np
 from aiortc import RTCPeerConnection
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
-from media.rtc_jitter import LowDelayJitterBuffer, use_low_delay_jitter_buffer
+from media.rtc_jitter import LowDelayJitterBuffer, PacketDecoder, use_low_delay_jitter_buffer
 
 
 def packets(n: int, lost: set[int] = frozenset(), order: list[int] | None = None) -> list[RtpPacket]:
@@ -106,3 +107,65 @@ def test_frames_the_buffer_gave_up_are_concealed_behind_the_decoder() -> None:
     assert np.abs(audio[:10 * n].astype(int) - tone[:10 * n]).max() == 0  # good frames untouched
     assert c.feed(tone[:n], 0, Fraction(1, rate), rate)[0].shape == (n,)  # backwards: a new stream
     assert c.stats["concealed"] == 1
+
+
+def test_with_a_sink_packets_skip_aiortcs_decoder_and_carry_their_losses() -> None:
+    got: list[tuple[int, int]] = []
+    buffer = LowDelayJitterBuffer(sink=lambda p, lost: got.append((int.from_bytes(p.payload, "big"), lost)))
+    assert feed(buffer, packets(12, lost={3, 7, 8})) == []  # nothing for aiortc's decoder thread
+    assert got == [(0, 0), (1, 0), (2, 0), (4, 1), (5, 0), (6, 0), (9, 2), (10, 0), (11, 0)]
+
+
+def _opus_packets(rate: int, freq: float, n: int) -> list[bytes]:
+    from media.codecs import make_codec
+
+    enc = make_codec("opus", sample_rate=48000)
+    t = np.arange(n * 960) / 48000
+    pcm = (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+    return [enc.encode(pcm[i * 960:(i + 1) * 960]) for i in range(n)]
+
+
+def test_packet_decoder_decodes_opus_at_the_listeners_rate_and_conceals_losses() -> None:
+    payloads = _opus_packets(48000, 700.0, 50)
+    decoder = PacketDecoder({111: ("opus", 48000), 0: ("pcmu", 8000)}, rate=8000)
+    assert decoder.pcm_rate(111) == 8000 and decoder.pcm_rate(0) == 8000 and decoder.pcm_rate(9) == 0
+    out: list[np.ndarray] = []
+    lost = 0
+    for k, payload in enumerate(payloads):
+        if k in (20, 30, 31):
+            lost += 1
+            continue
+        frames = decoder.decode(payload, 111, lost)
+        assert len(frames) == 1 + lost and all(len(f) == 160 for f in frames)  # 20 ms at 8 kHz
+        out.extend(frames)
+        lost = 0
+    audio = np.concatenate(out).astype(np.float64)
+    assert len(audio) == 50 * 160 and decoder.stats["concealed"] == 3  # the timeline never moves
+    spectrum = np.abs(np.fft.rfft(audio[1600:] * np.hanning(len(audio) - 1600)))
+    assert abs(np.argmax(spectrum) * 8000 / (len(audio) - 1600) - 700.0) < 10
+    # concealment, not silence: no 20 ms block falls 20 dB below the tone (libopus's CELT
+    # concealment of a pure tone dips to about -11 dB in the frame after a single loss)
+    blocks = audio[1600:].reshape(-1, 160)
+    rms = np.sqrt(np.mean(blocks ** 2, axis=1))
+    assert rms.min() > 0.1 * np.median(rms), np.round(rms).tolist()
+    # a wider listener: the same stream now decodes at 16 kHz; a corrupt payload is concealed
+    decoder.rate = 16000
+    assert [len(f) for f in decoder.decode(payloads[0], 111)] == [320]
+    assert [len(f) for f in decoder.decode(b"", 111)] == [320] and decoder.stats["corrupt"] == 1
+    assert decoder.decode(b"\x00" * 160, 9) == [] and decoder.stats["unknown_pt"] == 1
+
+
+def test_packet_decoder_g711_losses_are_concealed_by_pitch_repetition() -> None:
+    from media.codecs import make_codec
+
+    enc = make_codec("pcmu")
+    t = np.arange(30 * 160) / 8000
+    pcm = (8000 * np.sin(2 * np.pi * 500.0 * t)).astype(np.int16)
+    decoder = PacketDecoder({0: ("pcmu", 8000)}, rate=48000)  # G.711 stays at 8 kHz
+    out = []
+    for k in range(30):
+        if k != 12:
+            out.extend(decoder.decode(enc.encode(pcm[k * 160:(k + 1) * 160]), 0, int(k == 13)))
+    audio = np.concatenate(out).astype(np.float64)
+    assert len(audio) == 30 * 160 and decoder.stats["concealed"] == 1
+    assert np.sqrt(np.mean(audio[12 * 160:13 * 160] ** 2)) > 0.5 * np.sqrt(np.mean(audio ** 2))

@@ -288,6 +288,35 @@ def test_agent_packets_lost_are_concealed_not_waited_for(codec: str, monkeypatch
 
 # -- hold and mute ---------------------------------------------------------------------------
 
+def test_without_our_receive_buffer_aiortc_decodes_and_audio_still_flows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If an aiortc upgrade moves the receiver's buffer, the swap is refused (and logged): the
+    agent's packets then take aiortc's own decoder and remote track, and still reach the caller."""
+    import acd.web.agent_media as am
+
+    monkeypatch.setattr(am, "use_low_delay_jitter_buffer", lambda receiver, sink=None: None)
+
+    async def main() -> None:
+        media = AgentMedia(codec="opus", label="fallback")
+        agent = FakeAgent(tone(AGENT_HZ, AGENT_RATE))
+        await agent.connect(media)
+        caller = Caller(media.attach(RATE, FRAME), tone(CALLER_HZ, RATE))
+        caller.start()
+        loop = asyncio.get_running_loop()
+        try:
+            await until(lambda: media.state == "connected")
+            await until(lambda: rms_dbfs(to_float(caller.heard_since(loop.time() - 0.2))) > -30)
+            t = loop.time()
+            await asyncio.sleep(0.8)
+            assert abs(dominant_frequency(to_float(caller.heard_since(t)), RATE, skip_s=0) - AGENT_HZ) < 10
+            assert abs(dominant_frequency(to_float(agent.heard_since(t)), AGENT_RATE, skip_s=0) - CALLER_HZ) < 10
+        finally:
+            await caller.stop()
+            await agent.close()
+            await media.close()
+
+    run(main)
+
+
 def test_hold_and_mute_silence_the_agent() -> None:
     async def main() -> None:
         media = AgentMedia()
