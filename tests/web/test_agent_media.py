@@ -8,8 +8,9 @@ The caller's side is driven like the media clock does it: ``party(received, now)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import av
 import numpy as np
@@ -181,6 +182,25 @@ def run(coro_fn: Callable[[], object], timeout: float = 9.5) -> object:
     return asyncio.run(main())
 
 
+@contextlib.asynccontextmanager
+async def bridged(codec: str) -> AsyncIterator[tuple[AgentMedia, FakeAgent, Caller]]:
+    """A connected session with a call attached, once the caller hears the agent's tone."""
+    media = AgentMedia(codec=codec, label=codec)
+    agent = FakeAgent(tone(AGENT_HZ, AGENT_RATE))
+    await agent.connect(media)
+    caller = Caller(media.attach(RATE, FRAME), tone(CALLER_HZ, RATE))
+    caller.start()
+    loop = asyncio.get_running_loop()
+    try:
+        await until(lambda: media.state == "connected")
+        await until(lambda: rms_dbfs(to_float(caller.heard_since(loop.time() - 0.2))) > -30)
+        yield media, agent, caller
+    finally:
+        await caller.stop()
+        await agent.close()
+        await media.close()
+
+
 def stream_origin(frames: list[tuple[float, np.ndarray]], rate: int) -> tuple[float, np.ndarray]:
     """A recorded stream as one signal, and the time of its sample 0 if each frame's first
     sample is taken at the frame's timestamp (median over frames, robust to a late one)."""
@@ -261,22 +281,10 @@ def test_agent_packets_lost_are_concealed_not_waited_for(codec: str, monkeypatch
                         lambda self, packet: (False, None) if packet.sequence_number % 15 == 7 else add(self, packet))
 
     async def main() -> None:
-        media = AgentMedia(codec=codec, label="t")
-        agent = FakeAgent(tone(AGENT_HZ, AGENT_RATE))
-        await agent.connect(media)
-        caller = Caller(media.attach(RATE, FRAME), tone(CALLER_HZ, RATE))
-        caller.start()
-        loop = asyncio.get_running_loop()
-        try:
-            await until(lambda: media.state == "connected")
-            await until(lambda: rms_dbfs(to_float(caller.heard_since(loop.time() - 0.2))) > -30)
-            start = loop.time()
+        async with bridged(codec) as (media, _, caller):
+            start = asyncio.get_running_loop().time()
             await asyncio.sleep(2.0)
             heard = caller.heard_since(start)
-        finally:
-            await caller.stop()
-            await agent.close()
-            await media.close()
         assert media.counters["frames_concealed_from_agent"] >= 5, dict(media.counters)
         blocks = to_float(heard[:len(heard) // FRAME * FRAME]).reshape(-1, FRAME)
         levels = 20 * np.log10(np.sqrt(np.mean(blocks ** 2, axis=1)) + 1e-9)
@@ -286,8 +294,6 @@ def test_agent_packets_lost_are_concealed_not_waited_for(codec: str, monkeypatch
     run(main)
 
 
-# -- hold and mute ---------------------------------------------------------------------------
-
 def test_without_our_receive_buffer_aiortc_decodes_and_audio_still_flows(monkeypatch: pytest.MonkeyPatch) -> None:
     """If an aiortc upgrade moves the receiver's buffer, the swap is refused (and logged): the
     agent's packets then take aiortc's own decoder and remote track, and still reach the caller."""
@@ -296,26 +302,16 @@ def test_without_our_receive_buffer_aiortc_decodes_and_audio_still_flows(monkeyp
     monkeypatch.setattr(am, "use_low_delay_jitter_buffer", lambda receiver, sink=None: None)
 
     async def main() -> None:
-        media = AgentMedia(codec="opus", label="fallback")
-        agent = FakeAgent(tone(AGENT_HZ, AGENT_RATE))
-        await agent.connect(media)
-        caller = Caller(media.attach(RATE, FRAME), tone(CALLER_HZ, RATE))
-        caller.start()
-        loop = asyncio.get_running_loop()
-        try:
-            await until(lambda: media.state == "connected")
-            await until(lambda: rms_dbfs(to_float(caller.heard_since(loop.time() - 0.2))) > -30)
-            t = loop.time()
+        async with bridged("opus") as (_, agent, caller):
+            t = asyncio.get_running_loop().time()
             await asyncio.sleep(0.8)
             assert abs(dominant_frequency(to_float(caller.heard_since(t)), RATE, skip_s=0) - AGENT_HZ) < 10
             assert abs(dominant_frequency(to_float(agent.heard_since(t)), AGENT_RATE, skip_s=0) - CALLER_HZ) < 10
-        finally:
-            await caller.stop()
-            await agent.close()
-            await media.close()
 
     run(main)
 
+
+# -- hold and mute ---------------------------------------------------------------------------
 
 def test_hold_and_mute_silence_the_agent() -> None:
     async def main() -> None:
