@@ -32,6 +32,7 @@ from fractions import Fraction
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import av
 import numpy as np
 
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
@@ -39,8 +40,10 @@ from aiortc.utils import uint16_add
 
 from media.codecs.base import AudioCodec, CodecError, WaveformPlc, make_codec
 from media.codecs.opus import PCM_RATES as OPUS_PCM_RATES
+from media.resample import Resampler
 
-__all__ = ["LowDelayJitterBuffer", "use_low_delay_jitter_buffer", "GapConcealer", "PacketDecoder"]
+__all__ = ["LowDelayJitterBuffer", "use_low_delay_jitter_buffer", "GapConcealer", "PacketDecoder",
+           "PacketEncoder", "pcm_rate"]
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +142,14 @@ def _native_rate(name: str) -> int:
     return make_codec(name).sample_rate
 
 
+def pcm_rate(codec: str, rate: int) -> int:
+    """The PCM rate ``codec`` encodes from and decodes to for audio at ``rate``: Opus takes
+    8, 12, 16, 24 or 48 kHz as it is (RFC 6716 §2), the others their native rate."""
+    if codec.lower() == "opus":
+        return rate if rate in OPUS_PCM_RATES else 48000
+    return _native_rate(codec.lower())
+
+
 class PacketDecoder:
     """Decodes received audio packets where they arrive (the event loop), at the PCM rate the
     listener wants: Opus at any of its rates (RFC 6716 §2: a call at 8 kHz gets 8 kHz, with no
@@ -160,11 +171,7 @@ class PacketDecoder:
     def pcm_rate(self, pt: int) -> int:
         """The PCM rate packets of ``pt`` decode to (0: not a payload type we know)."""
         entry = self.codecs.get(pt)
-        if entry is None:
-            return 0
-        if entry[0] == "opus":
-            return self.rate if self.rate in OPUS_PCM_RATES else 48000
-        return _native_rate(entry[0])
+        return pcm_rate(entry[0], self.rate) if entry is not None else 0
 
     @staticmethod
     def _make(name: str, rate: int) -> AudioCodec:
@@ -195,3 +202,35 @@ class PacketDecoder:
             out.append(codec.conceal())
         self.stats["decoded"] += 1
         return out
+
+
+class PacketEncoder:
+    """Encodes 20 ms PCM frames into what aiortc's sender takes ready-made (``av.Packet``: it
+    only packs and protects it), instead of aiortc's encoder (PyAV, 48 kHz stereo, a worker
+    thread per frame, 96 kb/s Opus, and a resampler that holds a frame back).
+
+    :meth:`packet` takes a frame at any rate: Opus encodes 8-48 kHz as it is (RFC 6716 §2; mono,
+    ``opus_bitrate``), the others take their native rate (a steady resampler first when the
+    frame's differs). ``ts`` is the RTP timestamp, in the codec's clock."""
+
+    def __init__(self, codec: str, clock_rate: int, opus_bitrate: int = 32000) -> None:
+        self.codec, self.clock_rate, self.opus_bitrate = codec.lower(), clock_rate, opus_bitrate
+        self._encoders: dict[int, AudioCodec] = {}
+        self._resampler: Resampler | None = None
+        self._time_base = Fraction(1, clock_rate)
+
+    def packet(self, pcm: np.ndarray, rate: int, ts: int) -> av.Packet:
+        want = pcm_rate(self.codec, rate)
+        if want != rate:
+            r = self._resampler
+            if r is None or (r.in_rate, r.out_rate) != (rate, want):
+                r = self._resampler = Resampler(rate, want, steady=True)
+            pcm = r.process(pcm)
+        encoder = self._encoders.get(want)
+        if encoder is None:
+            options = {"sample_rate": want, "bitrate": self.opus_bitrate} if self.codec == "opus" else {}
+            encoder = self._encoders[want] = make_codec(self.codec, **options)
+        packet = av.Packet(encoder.encode(pcm))
+        packet.pts = ts
+        packet.time_base = self._time_base
+        return packet

@@ -55,7 +55,6 @@ same run; PCMU 1.3 and 1.3 %, against 3.0 and 2.7 %.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import logging
 import math
 from collections import Counter
@@ -72,10 +71,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription
 
-from media.codecs import AudioCodec, make_codec
-from media.codecs.opus import PCM_RATES as OPUS_PCM_RATES
 from media.resample import Resampler
-from media.rtc_jitter import GapConcealer, PacketDecoder, use_low_delay_jitter_buffer
+from media.rtc_jitter import (GapConcealer, PacketDecoder, PacketEncoder, pcm_rate,
+                              use_low_delay_jitter_buffer)
 
 __all__ = ["AgentMedia", "Party", "MAX_QUEUE_FRAMES", "CODECS"]
 
@@ -190,11 +188,11 @@ class _AgentTrack(MediaStreamTrack):
         self._ts = 0  # RTP clock units
         self._next: float | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._encoders: dict[int, AudioCodec] = {}
+        self._encoder = PacketEncoder(self.codec, self.clock_rate, OPUS_BITRATE)
 
     def set_codec(self, name: str, clock_rate: int, rate: int) -> None:
         self.codec, self.clock_rate, self.rate = name, clock_rate, rate
-        self._encoders.clear()
+        self._encoder = PacketEncoder(name, clock_rate, OPUS_BITRATE)
 
     @property
     def samples(self) -> int:
@@ -214,13 +212,6 @@ class _AgentTrack(MediaStreamTrack):
         finally:
             timer.cancel()
             self._waiter = None
-
-    def _encode(self, pcm: np.ndarray) -> bytes:
-        encoder = self._encoders.get(self.rate)
-        if encoder is None:
-            options = {"sample_rate": self.rate, "bitrate": OPUS_BITRATE} if self.codec == "opus" else {}
-            encoder = self._encoders[self.rate] = make_codec(self.codec, **options)
-        return encoder.encode(pcm)
 
     async def recv(self) -> av.Packet | av.AudioFrame:
         if self.readyState != "live":
@@ -258,10 +249,7 @@ class _AgentTrack(MediaStreamTrack):
     def _emit(self, pcm: np.ndarray) -> av.Packet | av.AudioFrame:
         """The frame as aiortc's sender takes it: encoded here (bench/agent_leg_cpu.py
         overrides this with a PCM frame for aiortc to encode, its baseline)."""
-        packet = av.Packet(self._encode(pcm))
-        packet.pts = self._ts
-        packet.time_base = fractions.Fraction(1, self.clock_rate)
-        return packet
+        return self._encoder.packet(pcm, self.rate, self._ts)
 
 
 @dataclass(eq=False)
@@ -433,12 +421,8 @@ class AgentMedia:
     def _pcm_rate(self, codec: str) -> int:
         """The rate we encode from: Opus takes the call's own rate (8-48 kHz, RFC 6716 §2),
         8 kHz between calls (silence); the others their native rate."""
-        if codec != "opus":
-            return _NATIVE_RATE.get(codec, 8000)
         call = self._call
-        if call is None:
-            return 8000
-        return call.rate if call.rate in OPUS_PCM_RATES else 48000
+        return pcm_rate(codec, call.rate if call is not None else 8000)
 
     # -- connection state ----------------------------------------------------------------
 
