@@ -36,6 +36,7 @@ import av
 import numpy as np
 
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.sdp import SessionDescription
 from aiortc.utils import uint16_add
 
 from media.codecs.base import AudioCodec, CodecError, WaveformPlc, make_codec
@@ -43,7 +44,7 @@ from media.codecs.opus import PCM_RATES as OPUS_PCM_RATES
 from media.resample import Resampler
 
 __all__ = ["LowDelayJitterBuffer", "use_low_delay_jitter_buffer", "GapConcealer", "PacketDecoder",
-           "PacketEncoder", "pcm_rate"]
+           "PacketEncoder", "pcm_rate", "payload_types"]
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,12 @@ class GapConcealer:
 @functools.lru_cache(maxsize=None)
 def _native_rate(name: str) -> int:
     return make_codec(name).sample_rate
+
+
+def payload_types(sdp: str) -> dict[int, tuple[str, int]]:
+    """payload type -> (codec name, RTP clock) of an SDP's audio m-line (aiortc's parser)."""
+    media = next(m for m in SessionDescription.parse(sdp).media if m.kind == "audio")
+    return {c.payloadType: (c.mimeType.split("/")[-1].lower(), c.clockRate) for c in media.rtp.codecs}
 
 
 def pcm_rate(codec: str, rate: int) -> int:

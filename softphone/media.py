@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,7 +39,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from media.quality import (CODEC_IMPAIRMENTS, QualitySnapshot, QualityThresholds, mos_from_r, r_factor,
                            warnings as quality_warnings)
 from media.resample import Resampler
-from media.rtc_jitter import GapConcealer, use_low_delay_jitter_buffer
+from media.rtc_jitter import (GapConcealer, PacketDecoder, PacketEncoder, payload_types,
+                              use_low_delay_jitter_buffer)
 from softphone.errors import MediaError, SoftphoneError
 
 if TYPE_CHECKING:
@@ -122,17 +122,19 @@ class MediaStats:
 
 
 class _MicTrack(MediaStreamTrack):
-    """The agent's voice: the AudioPort's frames, one per 20 ms on the loop's clock."""
+    """The agent's voice: the AudioPort's frames, one per 20 ms on the loop's clock, encoded
+    here (:class:`PacketEncoder`: aiortc only packs and protects them)."""
 
     kind = "audio"
 
     def __init__(self, media: SoftphoneMedia) -> None:
         super().__init__()
         self._media = media
-        self._pts = 0
+        self._ts = 0  # RTP clock units
         self._next: float | None = None
+        self._encoder: PacketEncoder | None = None
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
@@ -151,13 +153,14 @@ class _MicTrack(MediaStreamTrack):
         if pcm is None:
             self._media.counters["mic_underruns"] += 1
             pcm = np.zeros(FRAME_SAMPLES, np.int16)
-        self._media.counters["frames_out"] += 1
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = FRAME_RATE
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, FRAME_RATE)
-        self._pts += FRAME_SAMPLES
-        return frame
+        media = self._media
+        media.counters["frames_out"] += 1
+        codec = (media.codec or "opus").lower(), media.clock_rate
+        if self._encoder is None or (self._encoder.codec, self._encoder.clock_rate) != codec:
+            self._encoder = PacketEncoder(*codec)
+        packet = self._encoder.packet(pcm, FRAME_RATE, self._ts)
+        self._ts += media.clock_rate * FRAME_SAMPLES // FRAME_RATE
+        return packet
 
 
 class SoftphoneMedia:
@@ -189,6 +192,8 @@ class SoftphoneMedia:
         self._prev_totals = (0, 0)  # (received, lost) at the previous stats()
         self._ready = asyncio.Event()
         self._closed = False
+        self._rx_resampler: Resampler | None = None
+        self._rx_pending = np.zeros(0, np.int16)
 
     @property
     def ready(self) -> bool:
@@ -217,7 +222,11 @@ class SoftphoneMedia:
             await self._close_pc()
             pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers_from(self.ice_servers)))
             transceiver = pc.addTransceiver(_MicTrack(self), direction="sendrecv")
-            use_low_delay_jitter_buffer(transceiver.receiver)  # 20 ms, not aiortc's 80
+            decoder = PacketDecoder({}, rate=FRAME_RATE)
+            # each packet decoded as it comes (not aiortc's 80 ms buffer and decoder thread)
+            use_low_delay_jitter_buffer(transceiver.receiver,
+                                        sink=lambda packet, lost: self._from_packet(pc, decoder, packet, lost))
+            self._rx_resampler, self._rx_pending = None, np.zeros(0, np.int16)
             prefs = self._codec_preferences()
             if prefs:
                 transceiver.setCodecPreferences(prefs)
@@ -232,6 +241,7 @@ class SoftphoneMedia:
             except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on a bad SDP
                 raise MediaError(f"could not set up audio: {exc}") from exc
             self.codec, self.clock_rate = _negotiated_codec(answer)
+            decoder.codecs = payload_types(answer)
             self._last = {"received": 0, "lost": 0, "sent": 0}
             self._ready.set()
             log.info("media negotiated: %s/%d", self.codec, self.clock_rate)
@@ -321,11 +331,36 @@ class SoftphoneMedia:
             pcm = np.resize(pcm.astype(np.int16).reshape(-1), FRAME_SAMPLES)
         return pcm
 
+    def _from_packet(self, pc: RTCPeerConnection, decoder: PacketDecoder, packet: Any, lost: int) -> None:
+        """A packet from the server, on arrival; the ones lost before it concealed by the codec."""
+        if pc is not self.pc:
+            return
+        frames = decoder.decode(packet.payload, packet.payload_type, lost)
+        self.counters["frames_concealed"] = decoder.stats["concealed"]
+        rate = decoder.pcm_rate(packet.payload_type)
+        for pcm in frames:
+            self._play(pcm, rate)
+
+    def _play(self, pcm: np.ndarray, rate: int) -> None:
+        """Received audio at ``rate`` to the AudioPort, in 20 ms frames at FRAME_RATE."""
+        if rate != FRAME_RATE:
+            if self._rx_resampler is None or self._rx_resampler.in_rate != rate:
+                self._rx_resampler = Resampler(rate, FRAME_RATE, steady=True)
+            pcm = self._rx_resampler.process(pcm)
+        pending = np.concatenate((self._rx_pending, pcm)) if len(self._rx_pending) else pcm
+        while len(pending) >= FRAME_SAMPLES:
+            out, pending = pending[:FRAME_SAMPLES], pending[FRAME_SAMPLES:]
+            self.counters["frames_in"] += 1
+            try:
+                self.audio.play(out)
+            except Exception:  # noqa: BLE001
+                log.exception("audio play failed")
+        self._rx_pending = pending
+
     async def _listen(self, track: MediaStreamTrack) -> None:
+        """Frames aiortc decoded: only if our receive buffer could not be swapped in."""
         if track.kind != "audio":
             return
-        resampler: Resampler | None = None
-        pending = np.zeros(0, np.int16)
         concealer = GapConcealer()  # the packets the receive buffer gave up, filled in
         while True:
             try:
@@ -338,19 +373,8 @@ class SoftphoneMedia:
             pcm = np.ascontiguousarray(pcm, dtype=np.int16)
             frames = concealer.feed(pcm, frame.pts, frame.time_base, frame.sample_rate)
             self.counters["frames_concealed"] = concealer.stats["concealed"]
-            pcm = np.concatenate(frames) if len(frames) > 1 else frames[0]
-            if frame.sample_rate != FRAME_RATE:
-                if resampler is None or resampler.in_rate != frame.sample_rate:
-                    resampler = Resampler(frame.sample_rate, FRAME_RATE, steady=True)
-                pcm = resampler.process(pcm)
-            pending = np.concatenate((pending, pcm)) if len(pending) else pcm
-            while len(pending) >= FRAME_SAMPLES:
-                out, pending = pending[:FRAME_SAMPLES], pending[FRAME_SAMPLES:]
-                self.counters["frames_in"] += 1
-                try:
-                    self.audio.play(out)
-                except Exception:  # noqa: BLE001
-                    log.exception("audio play failed")
+            for f in frames:
+                self._play(f, frame.sample_rate)
 
     # -- quality -----------------------------------------------------------------------------
 

@@ -72,7 +72,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription
 
 from media.resample import Resampler
-from media.rtc_jitter import (GapConcealer, PacketDecoder, PacketEncoder, pcm_rate,
+from media.rtc_jitter import (GapConcealer, PacketDecoder, PacketEncoder, payload_types, pcm_rate,
                               use_low_delay_jitter_buffer)
 
 __all__ = ["AgentMedia", "Party", "MAX_QUEUE_FRAMES", "CODECS"]
@@ -283,12 +283,6 @@ def _check_offer(sdp: Any) -> None:
         raise ValueError(f"the offer must have exactly one audio m-line and no video, not {kinds}")
 
 
-def _payload_types(sdp: str) -> dict[int, tuple[str, int]]:
-    """payload type -> (codec name, RTP clock) of the answer's audio m-line."""
-    media = next(m for m in SessionDescription.parse(sdp).media if m.kind == "audio")
-    return {c.payloadType: (c.mimeType.split("/")[-1].lower(), c.clockRate) for c in media.rtp.codecs}
-
-
 def _answer_codec(sdp: str) -> tuple[str, int, int]:
     """(name, audio rate, RTP clock rate) of the codec the answer sends with (its first)."""
     media = next(m for m in SessionDescription.parse(sdp).media if m.kind == "audio")
@@ -400,7 +394,7 @@ class AgentMedia:
         await pc.setLocalDescription(await pc.createAnswer())  # waits for ICE gathering
         answer = pc.localDescription.sdp
         codec = _answer_codec(answer)
-        decoder.codecs = _payload_types(answer)
+        decoder.codecs = payload_types(answer)
         # before the sender's first recv(): DTLS is not up yet
         track.set_codec(codec[0], codec[2], self._pcm_rate(codec[0]))
         return answer, codec
