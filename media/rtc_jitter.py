@@ -1,4 +1,5 @@
-"""A low-delay audio jitter buffer for aiortc's receivers (the agent's WebRTC leg, both ends).
+"""Our adapter to aiortc's audio (the agent's WebRTC leg, both ends): a low-delay receive
+buffer, and our own codecs both ways, so that aiortc only carries packets.
 
 aiortc's audio receiver (1.x) builds ``JitterBuffer(capacity=16, prefetch=4)``: a frame goes to
 the decoder only once four more frames have arrived behind it — 80 ms of delay on every
@@ -15,8 +16,10 @@ playout buffer), and an audio frame is one packet, so the receiver only has to k
 
 With a ``sink``, packets never reach aiortc's decoder thread: each goes to the sink on the
 event loop with the count of packets lost just before it, and :class:`PacketDecoder` decodes
-it at the rate the listener needs, concealing losses with the codec itself (the server's
-agent leg: no thread hand-off, no 48 kHz stereo decode, no resampler).
+it at the rate the listener needs, concealing losses with the codec itself (no thread
+hand-off, no 48 kHz stereo decode, no resampler). :class:`PacketEncoder` is the other way:
+the track hands aiortc encoded packets. Both the server and the softphone work this way;
+:class:`GapConcealer` is for the fallback where aiortc still decodes.
 
 :func:`use_low_delay_jitter_buffer` swaps it into a transceiver's receiver. aiortc keeps the
 buffer in a private attribute; if that ever changes, the receiver keeps aiortc's own buffer and
@@ -28,8 +31,8 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from fractions import Fraction
 from collections.abc import Callable, Mapping
+from fractions import Fraction
 from typing import Any
 
 import av
@@ -41,6 +44,7 @@ from aiortc.utils import uint16_add
 
 from media.codecs.base import AudioCodec, CodecError, WaveformPlc, make_codec
 from media.codecs.opus import PCM_RATES as OPUS_PCM_RATES
+from media.errors import MediaError
 from media.resample import Resampler
 
 __all__ = ["LowDelayJitterBuffer", "use_low_delay_jitter_buffer", "GapConcealer", "PacketDecoder",
@@ -84,7 +88,11 @@ class LowDelayJitterBuffer(JitterBuffer):
                 lost = ahead
         self._origin = uint16_add(seq, 1)
         if self.sink is not None:
-            self.sink(packet, lost)
+            try:
+                self.sink(packet, lost)
+            except Exception:  # a bug behind us must not stop aiortc's receiver
+                self.stats["sink_errors"] += 1
+                log.exception("audio packet sink failed")
             return False, None
         return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
 
@@ -176,9 +184,12 @@ class PacketDecoder:
         self._key: tuple[int, int] | None = None
 
     def pcm_rate(self, pt: int) -> int:
-        """The PCM rate packets of ``pt`` decode to (0: not a payload type we know)."""
+        """The PCM rate packets of ``pt`` decode to (0: not a payload type or codec we know)."""
         entry = self.codecs.get(pt)
-        return pcm_rate(entry[0], self.rate) if entry is not None else 0
+        try:
+            return pcm_rate(entry[0], self.rate) if entry is not None else 0
+        except MediaError:
+            return 0
 
     @staticmethod
     def _make(name: str, rate: int) -> AudioCodec:
@@ -191,7 +202,11 @@ class PacketDecoder:
             return []
         rate = self.pcm_rate(pt) if entry[0] == "opus" else 0
         if self._key != (pt, rate):  # a new codec, or the listener's rate changed: a new stream
-            self._codec, self._key, lost = self._make(entry[0], rate), (pt, rate), 0
+            try:
+                self._codec, self._key, lost = self._make(entry[0], rate), (pt, rate), 0
+            except MediaError:  # negotiated by aiortc, but not a codec of ours
+                self.stats["unknown_codec"] += 1
+                return []
         codec = self._codec
         assert codec is not None
         out: list[np.ndarray] = []

@@ -21,10 +21,11 @@ Data path::
 We encode and decode, not aiortc: its encoder resamples every frame to 48 kHz stereo in PyAV
 and runs in a worker thread, at 96 kb/s; its decoder is a thread per session that decodes to
 48 kHz stereo, behind a queue (and then we resampled to the call's rate). If aiortc's
-receiver ever moves its buffer, the swap is refused and aiortc decodes (``_from_agent``). libopus takes 8, 12, 16, 24 or 48 kHz input (RFC 6716 §2), so a
-call at 8 or 16 kHz is encoded as it is (mono, 32 kb/s), without a resampler's delay, and the
-RTP clock stays 48 kHz. One session carries calls at different rates: the track's PCM rate
-follows the attached call (8 kHz between calls, silence).
+receiver ever moves its buffer, the swap is refused and aiortc decodes (``_from_agent``).
+libopus takes 8, 12, 16, 24 or 48 kHz input (RFC 6716 §2), so a call at 8 or 16 kHz is
+encoded as it is (mono, 32 kb/s), without a resampler's delay, and the RTP clock stays 48 kHz.
+One session carries calls at different rates: the track's PCM rate follows the attached call
+(8 kHz between calls, silence).
 
 Clocks. With no call, the track paces itself on ``loop.time()`` and sends silence. With a call,
 it follows the media clock: ``party`` wakes it and the frame leaves at once, never two
@@ -412,6 +413,14 @@ class AgentMedia:
             self._setup_to_agent(self._call)
         self._track_rate = rate
 
+    def _follow_call_rate(self) -> int:
+        """The track's PCM rate for the attached call (or for none); 0 before a codec."""
+        rate = self._pcm_rate(self.negotiated_codec) if self.negotiated_codec else 0
+        self._track_rate = rate
+        if self._track is not None and rate:
+            self._track.rate = rate
+        return rate
+
     def _pcm_rate(self, codec: str) -> int:
         """The rate we encode from: Opus takes the call's own rate (8-48 kHz, RFC 6716 §2),
         8 kHz between calls (silence); the others their native rate."""
@@ -475,6 +484,7 @@ class AgentMedia:
             log.debug("agent media %s: call detached (%s)", self.label, dict(self.counters))
         self._call = None
         self._held = False
+        self._follow_call_rate()  # silence at 8 kHz between calls
         self._to_agent.reset(0)
         self._to_caller.reset(0)
 
@@ -502,10 +512,7 @@ class AgentMedia:
         return self._muted
 
     def _setup_to_agent(self, call: _Call) -> None:
-        rate = self._pcm_rate(self.negotiated_codec) if self.negotiated_codec else 0
-        self._track_rate = rate
-        if self._track is not None and rate:
-            self._track.rate = rate
+        rate = self._follow_call_rate()
         call.to_agent = Resampler(call.rate, rate, steady=True) if rate and rate != call.rate else None
         self._to_agent.reset(rate * FRAME_MS // 1000)
 
@@ -564,7 +571,7 @@ class AgentMedia:
         self.counters["frames_concealed_from_agent"] = decoder.stats["concealed"]
         if frames:
             self._meter("from_agent", frames[-1])
-        if call is not None and not self._held:
+        if frames and call is not None and not self._held:
             self._to_caller_frames(call, frames, decoder.pcm_rate(packet.payload_type))
 
     def _from_agent(self, frame: av.AudioFrame) -> None:

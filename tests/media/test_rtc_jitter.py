@@ -153,6 +153,17 @@ def test_packet_decoder_decodes_opus_at_the_listeners_rate_and_conceals_losses()
     assert [len(f) for f in decoder.decode(payloads[0], 111)] == [320]
     assert [len(f) for f in decoder.decode(b"", 111)] == [320] and decoder.stats["corrupt"] == 1
     assert decoder.decode(b"\x00" * 160, 9) == [] and decoder.stats["unknown_pt"] == 1
+    decoder.codecs[101] = ("telephone-event", 8000)  # negotiated, but not a codec of ours
+    assert decoder.decode(b"\x00" * 4, 101) == [] and decoder.stats["unknown_codec"] == 1
+    assert decoder.pcm_rate(101) == 0
+
+
+def test_a_failing_sink_is_counted_and_never_reaches_aiortc() -> None:
+    def sink(packet: RtpPacket, lost: int) -> None:
+        raise RuntimeError("a bug behind the buffer")
+
+    buffer = LowDelayJitterBuffer(sink=sink)
+    assert feed(buffer, packets(3)) == [] and buffer.stats["sink_errors"] == 3
 
 
 def test_packet_decoder_g711_losses_are_concealed_by_pitch_repetition() -> None:

@@ -431,6 +431,8 @@ def test_opus_is_encoded_at_each_calls_own_rate() -> None:
             assert abs(dominant_frequency(to_float(agent.heard_since(t)), AGENT_RATE, skip_s=0) - 5000.0) < 10
             arrivals = [when for when, _, _ in agent.heard if when >= switch - 0.5]
             assert np.diff(arrivals).max() < 0.1  # no stall where the encoder changed
+            media.detach()
+            assert media._track.rate == 8000  # silence between calls, at the cheapest rate
         finally:
             await agent.close()
             await media.close()
