@@ -118,8 +118,6 @@ class GapConcealer:
     beyond :data:`MAX_GAP_FRAMES` is a new stream: nothing is made up.
     """
 
-    MAX_GAP_FRAMES = 10
-
     def __init__(self) -> None:
         self._plc: WaveformPlc | None = None
         self._rate = 0
@@ -138,12 +136,17 @@ class GapConcealer:
             if self._next is not None and self._plc is not None:
                 missing = (start - self._next) * rate / n
                 frames = round(missing)
-                if 1 <= frames <= self.MAX_GAP_FRAMES and abs(missing - frames) < 0.25:
+                if 1 <= frames <= MAX_GAP_FRAMES and abs(missing - frames) < 0.25:
                     self.stats["concealed"] += frames
                     out.extend(self._plc.conceal(n) for _ in range(frames))
             self._next = start + n / rate
         out.append(self._plc.good(pcm.copy()) if self._plc is not None else pcm)
         return out
+
+
+def _make_codec(name: str, rate: int, **opus_options: Any) -> AudioCodec:
+    """``name`` at PCM ``rate`` if it is Opus (which takes 8-48 kHz), else at its own."""
+    return make_codec(name, sample_rate=rate, **opus_options) if name == "opus" else make_codec(name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -191,19 +194,15 @@ class PacketDecoder:
         except MediaError:
             return 0
 
-    @staticmethod
-    def _make(name: str, rate: int) -> AudioCodec:
-        return make_codec(name, sample_rate=rate) if name == "opus" else make_codec(name)
-
     def decode(self, payload: bytes, pt: int, lost: int = 0) -> list[np.ndarray]:
         entry = self.codecs.get(pt)
         if entry is None:
             self.stats["unknown_pt"] += 1
             return []
-        rate = self.pcm_rate(pt) if entry[0] == "opus" else 0
+        rate = pcm_rate("opus", self.rate) if entry[0] == "opus" else 0
         if self._key != (pt, rate):  # a new codec, or the listener's rate changed: a new stream
             try:
-                self._codec, self._key, lost = self._make(entry[0], rate), (pt, rate), 0
+                self._codec, self._key, lost = _make_codec(entry[0], rate), (pt, rate), 0
             except MediaError:  # negotiated by aiortc, but not a codec of ours
                 self.stats["unknown_codec"] += 1
                 return []
@@ -250,8 +249,7 @@ class PacketEncoder:
             pcm = r.process(pcm)
         encoder = self._encoders.get(want)
         if encoder is None:
-            options = {"sample_rate": want, "bitrate": self.opus_bitrate} if self.codec == "opus" else {}
-            encoder = self._encoders[want] = make_codec(self.codec, **options)
+            encoder = self._encoders[want] = _make_codec(self.codec, want, bitrate=self.opus_bitrate)
         packet = av.Packet(encoder.encode(pcm))
         packet.pts = ts
         packet.time_base = self._time_base

@@ -337,8 +337,9 @@ class SoftphoneMedia:
             return
         frames = decoder.decode(packet.payload, packet.payload_type, lost)
         self.counters["frames_concealed"] = decoder.stats["concealed"]
+        rate = decoder.pcm_rate(packet.payload_type)
         for pcm in frames:
-            self._play(pcm, decoder.pcm_rate(packet.payload_type))
+            self._play(pcm, rate)
 
     def _play(self, pcm: np.ndarray, rate: int) -> None:
         """Received audio at ``rate`` to the AudioPort, in 20 ms frames at FRAME_RATE."""

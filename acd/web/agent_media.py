@@ -90,7 +90,6 @@ LEVEL_ALPHA = 0.1  # level meters: exponential average over ~200 ms
 OPUS_BITRATE = 32000  # mono speech to the agent (aiortc's own encoder: 96 kb/s stereo)
 CODECS = {"opus": "audio/opus", "pcmu": "audio/PCMU", "pcma": "audio/PCMA"}
 _PERIOD = FRAME_MS / 1000
-_NATIVE_RATE = {"opus": 48000, "g722": 16000, "pcmu": 8000, "pcma": 8000}
 _AIORTC_ERRORS = (InternalError, InvalidAccessError, InvalidStateError, OperationError)
 _SDP_ERRORS = (AssertionError, ValueError, IndexError, KeyError, TypeError)
 
@@ -284,14 +283,6 @@ def _check_offer(sdp: Any) -> None:
         raise ValueError(f"the offer must have exactly one audio m-line and no video, not {kinds}")
 
 
-def _answer_codec(sdp: str) -> tuple[str, int, int]:
-    """(name, audio rate, RTP clock rate) of the codec the answer sends with (its first)."""
-    media = next(m for m in SessionDescription.parse(sdp).media if m.kind == "audio")
-    codec = media.rtp.codecs[0]
-    name = codec.mimeType.split("/")[-1].lower()
-    return name, _NATIVE_RATE.get(name, codec.clockRate), codec.clockRate
-
-
 def _mono_int16(frame: av.AudioFrame) -> np.ndarray:
     """A decoded frame (s16/flt, packed or planar, any channels) as mono int16."""
     a = frame.to_ndarray()
@@ -379,7 +370,7 @@ class AgentMedia:
             return answer
 
     async def _negotiate(self, pc: RTCPeerConnection, track: _AgentTrack,
-                         sdp: str) -> tuple[str, tuple[str, int, int]]:
+                         sdp: str) -> tuple[str, tuple[str, int]]:
         pc.on("track", lambda remote: self._on_remote_track(pc, remote))
         pc.on("connectionstatechange", lambda: self._update_state(pc))
         pc.on("iceconnectionstatechange", lambda: self._update_state(pc))
@@ -394,10 +385,10 @@ class AgentMedia:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())  # waits for ICE gathering
         answer = pc.localDescription.sdp
-        codec = _answer_codec(answer)
         decoder.codecs = payload_types(answer)
+        name, clock_rate = codec = next(iter(decoder.codecs.values()))  # we send with the first
         # before the sender's first recv(): DTLS is not up yet
-        track.set_codec(codec[0], codec[2], self._pcm_rate(codec[0]))
+        track.set_codec(name, clock_rate, self._pcm_rate(name))
         return answer, codec
 
     def _preferences(self) -> list[RTCRtpCodecCapability]:
@@ -405,7 +396,7 @@ class AgentMedia:
         first = [c for c in codecs if c.mimeType.lower() == CODECS[self.codec].lower()]
         return first + [c for c in codecs if c not in first]
 
-    def _use_codec(self, name: str, rate: int, clock_rate: int) -> None:
+    def _use_codec(self, name: str, clock_rate: int) -> None:
         log.info("agent media %s: sending %s (RTP clock %d Hz)", self.label, name, clock_rate)
         self.negotiated_codec, self._clock_rate = name, clock_rate
         rate = self._pcm_rate(name)  # the new track's already
